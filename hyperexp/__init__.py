@@ -1,0 +1,1 @@
+"""hyperexp: decode perceived faces from fMRI."""

@@ -1,0 +1,120 @@
+"""From subjects' files to one decoding dataset: data variants and leakage protocols.
+
+Variants: ``subject`` (one subject), ``average`` (plain average over subjects, the control),
+``hyperaligned`` (hyperalign, map each subject into the common space, average: the published
+variant). Protocols:
+
+- ``published`` reproduces the tutorial: test and training rows are stacked (test first)
+  before hyperalignment, and afterwards test and training rows are z-scored each with their
+  own statistics. The test responses thereby shape the common space and their own scaling.
+- ``strict``: alignment and z-scoring statistics are fitted on training rows only and then
+  applied to the test rows, so nothing about the test set reaches the model.
+
+Z-scoring uses the population sd (ddof 0); a voxel that is constant over the rows it is scored
+on is only demeaned (its sd is taken as 1), so it becomes all zeros instead of NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hyperexp.data.files import SubjectData
+
+VARIANTS = ("subject", "average", "hyperaligned")
+PROTOCOLS = ("published", "strict")
+
+
+@dataclass
+class DecodingData:
+    """Decoder inputs x (trials, features) and target latents t (trials, latent_dim), float32."""
+
+    x_train: np.ndarray
+    t_train: np.ndarray
+    x_test: np.ndarray
+    t_test: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+def zscore_stats(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and population sd; a zero sd becomes 1 so constant columns are only demeaned."""
+    mean = rows.mean(axis=0)
+    std = rows.std(axis=0)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def zscore(rows: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    mean, std = stats if stats is not None else zscore_stats(rows)
+    return (rows - mean) / std
+
+
+def check_same_stimuli(subjects: list[SubjectData], names: list[str]) -> None:
+    """All subjects must have seen the same stimuli: equal trial counts and identical latents."""
+    first = subjects[0]
+    for subject, name in zip(subjects[1:], names[1:]):
+        for split in ("train", "test"):
+            x, t, t0 = getattr(subject, f"x_{split}"), getattr(subject, f"t_{split}"), getattr(first, f"t_{split}")
+            if len(x) != len(t0):
+                raise ValueError(f"{name}: {len(x)} {split} trials, but {names[0]} has {len(t0)}")
+            if t.shape != t0.shape or not np.allclose(t, t0, rtol=1e-5, atol=1e-6):
+                raise ValueError(f"{name}: {split} latents differ from {names[0]}'s (subjects must see the same stimuli)")
+
+
+def _hyperalign(subjects: list[SubjectData], protocol: str, device) -> tuple[np.ndarray, np.ndarray]:
+    from hyperexp.align import Hyperalignment  # imported here: only this variant needs it
+
+    aligner = Hyperalignment(device=device)
+    if protocol == "published":
+        stacked = [np.vstack([s.x_test, s.x_train]).astype(np.float64) for s in subjects]
+        mapped = aligner.fit_transform(stacked)
+        n_test = len(subjects[0].x_test)
+        average = np.mean(mapped, axis=0)
+        return average[n_test:], average[:n_test]
+    mapped_train = aligner.fit_transform([s.x_train.astype(np.float64) for s in subjects])
+    mapped_test = [aligner.transform(k, s.x_test.astype(np.float64)) for k, s in enumerate(subjects)]
+    return np.mean(mapped_train, axis=0), np.mean(mapped_test, axis=0)
+
+
+def prepare(
+    subjects: list[SubjectData],
+    variant: str,
+    protocol: str = "published",
+    names: list[str] | None = None,
+    device=None,
+) -> DecodingData:
+    """Combine subjects into one dataset by ``variant`` and z-score it by ``protocol``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown data variant '{variant}' (choose from {', '.join(VARIANTS)})")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol '{protocol}' (choose from {', '.join(PROTOCOLS)})")
+    if not subjects:
+        raise ValueError("no subjects selected")
+    names = names or [f"subject {k + 1}" for k in range(len(subjects))]
+    if variant == "subject" and len(subjects) != 1:
+        raise ValueError(f"variant 'subject' takes one subject, got {len(subjects)}")
+    check_same_stimuli(subjects, names)
+
+    if variant == "hyperaligned":
+        if len(subjects) < 2:
+            raise ValueError("variant 'hyperaligned' needs at least two subjects")
+        x_train, x_test = _hyperalign(subjects, protocol, device)
+    else:
+        voxels = {s.n_voxels for s in subjects}
+        if len(voxels) > 1:
+            raise ValueError(f"variant '{variant}' needs equal voxel counts, got {sorted(voxels)}: use hyperaligned")
+        x_train = np.mean([s.x_train for s in subjects], axis=0)
+        x_test = np.mean([s.x_test for s in subjects], axis=0)
+
+    if protocol == "published":
+        x_train, x_test = zscore(x_train), zscore(x_test)
+    else:
+        stats = zscore_stats(x_train)
+        x_train, x_test = zscore(x_train, stats), zscore(x_test, stats)
+    return DecodingData(
+        x_train=x_train.astype(np.float32),
+        t_train=subjects[0].t_train.astype(np.float32),
+        x_test=x_test.astype(np.float32),
+        t_test=subjects[0].t_test.astype(np.float32),
+        info={"variant": variant, "protocol": protocol, "subjects": names},
+    )

@@ -1,0 +1,105 @@
+"""The embedded simulated experiment: published-format files with known ground truth.
+
+Per stimulus a latent z ~ N(0, I) is drawn. All subjects share one latent-to-voxel tuning
+(a random linear map); each subject's cortex holds that response under its own functional
+topography (a random orthogonal remix of voxels: a permutation followed by rotations of voxel
+pairs, the kind of difference Procrustes hyperalignment undoes), with its own voxel offsets and
+gains, plus trial noise. A test trial is the average of ``repeats`` noisy presentations, so test
+data are cleaner than training data, as in the published experiment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from hyperexp.data.files import SubjectData, save_subject_dat
+
+
+@dataclass(frozen=True)
+class Simulation:
+    n_subjects: int = 2
+    n_voxels: int = 4096
+    n_train: int = 1050
+    n_test: int = 36
+    latent_dim: int = 512
+    repeats: int = 14
+    noise: float = 2.0  # trial noise sd; the shared signal has unit variance per voxel
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("n_subjects", "n_voxels", "n_train", "n_test", "latent_dim", "repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"simulation.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.noise >= 0:
+            raise ValueError(f"simulation.noise must be >= 0, got {self.noise}")
+
+    def key(self) -> str:
+        """A short content key: the same parameters give the same files."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _topography(rng: np.random.Generator, n_voxels: int):
+    """A random orthogonal voxel remix: permutation, then a rotation of each voxel pair."""
+    permutation = rng.permutation(n_voxels)
+    angles = rng.uniform(0, 2 * np.pi, n_voxels // 2)
+
+    def remix(responses: np.ndarray) -> np.ndarray:
+        out = responses[:, permutation].copy()
+        even, odd = out[:, 0 : 2 * len(angles) : 2], out[:, 1 : 2 * len(angles) : 2]
+        cos, sin = np.cos(angles), np.sin(angles)
+        out[:, 0 : 2 * len(angles) : 2], out[:, 1 : 2 * len(angles) : 2] = cos * even - sin * odd, sin * even + cos * odd
+        return out
+
+    return remix
+
+
+def simulate_experiment(simulation: Simulation | None = None, **overrides) -> list[SubjectData]:
+    """All subjects of a simulated experiment (float32 arrays, trials x features)."""
+    sim = simulation or Simulation(**overrides)
+    rng = np.random.default_rng(sim.seed)
+    t_train = rng.standard_normal((sim.n_train, sim.latent_dim))
+    t_test = rng.standard_normal((sim.n_test, sim.latent_dim))
+    tuning = rng.standard_normal((sim.latent_dim, sim.n_voxels)) / np.sqrt(sim.latent_dim)
+    signal_train, signal_test = t_train @ tuning, t_test @ tuning
+
+    subjects = []
+    for _ in range(sim.n_subjects):
+        remix = _topography(rng, sim.n_voxels)
+        offset = rng.normal(0.0, 1.0, sim.n_voxels)
+        gain = np.exp(rng.normal(0.0, 0.2, sim.n_voxels))
+        x_train = gain * (remix(signal_train) + sim.noise * rng.standard_normal(signal_train.shape)) + offset
+        repeat_noise = rng.standard_normal((sim.repeats, *signal_test.shape)).mean(axis=0)
+        x_test = gain * (remix(signal_test) + sim.noise * repeat_noise) + offset
+        subjects.append(
+            SubjectData(
+                x_train=x_train.astype(np.float32),
+                t_train=t_train.astype(np.float32),
+                x_test=x_test.astype(np.float32),
+                t_test=t_test.astype(np.float32),
+            )
+        )
+    return subjects
+
+
+def ensure_simulated_files(simulation: Simulation, cache_dir: str | Path) -> Path:
+    """Write ``data_1.dat ... data_n.dat`` once per parameter set; returns their folder.
+
+    A file lock makes parallel jobs of a sweep wait for one writer instead of racing.
+    """
+    folder = Path(cache_dir) / f"simulated-{simulation.key()}"
+    expected = [folder / f"data_{k}.dat" for k in range(1, simulation.n_subjects + 1)]
+    if all(path.is_file() for path in expected):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not all(path.is_file() for path in expected):
+            for path, subject in zip(expected, simulate_experiment(simulation)):
+                save_subject_dat(path, subject)
+            (folder / "simulation.json").write_text(json.dumps(asdict(simulation), indent=2))
+    return folder

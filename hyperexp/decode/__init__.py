@@ -1,0 +1,1 @@
+"""Decoders: voxel responses -> generator latents (gradient-trained and closed-form)."""

@@ -1,0 +1,97 @@
+"""The gradient-descent training loop for a decoder.
+
+The loop keeps data on the training device, shuffles there with a seeded generator, and never
+synchronises with the host inside an epoch: per-epoch losses accumulate in device tensors and are
+read back only every ``sync_every`` epochs, when the caller's ``on_log`` hook gets them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from hyperexp.decode.model import l2_loss
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.device={device} but CUDA is not available (use auto or cpu)")
+    return torch.device(device)
+
+
+@dataclass
+class History:
+    """Per-epoch mean training loss and test loss (host tensors, filled as training goes)."""
+
+    train_loss: torch.Tensor
+    test_loss: torch.Tensor
+    epochs_done: int = 0
+
+
+def train_decoder(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x_train: torch.Tensor,
+    t_train: torch.Tensor,
+    x_test: torch.Tensor,
+    t_test: torch.Tensor,
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+    log_every: int = 100,
+    on_log: Callable[[int, History], None] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = l2_loss,
+    progress: bool = True,
+) -> History:
+    """Mini-batch training with reshuffling each epoch (the last batch may be smaller).
+
+    ``on_log(epoch, history)`` runs after epochs ``log_every, 2*log_every, ...`` and after the
+    last epoch, with the losses of all epochs so far copied to the host.
+    """
+    n_train = len(x_train)
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    if batch_size > n_train:
+        raise ValueError(f"batch_size {batch_size} is larger than the training set ({n_train} trials)")
+    device = x_train.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    train_loss = torch.zeros(epochs, device=device)
+    test_loss = torch.zeros(epochs, device=device)
+    history = History(torch.zeros(epochs), torch.zeros(epochs))
+    bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not progress, dynamic_ncols=True)
+
+    def sync(upto: int) -> None:
+        history.train_loss[:upto] = train_loss[:upto].cpu()
+        history.test_loss[:upto] = test_loss[:upto].cpu()
+        history.epochs_done = upto
+
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(n_train, generator=generator, device=device)
+        epoch_sum = torch.zeros((), device=device)
+        for start in range(0, n_train, batch_size):
+            batch = order[start : start + batch_size]
+            loss = loss_fn(model(x_train[batch]), t_train[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            epoch_sum += loss.detach() * len(batch)
+        train_loss[epoch] = epoch_sum / n_train
+        model.eval()
+        with torch.no_grad():
+            test_loss[epoch] = loss_fn(model(x_test), t_test)
+        bar.update(1)
+        done = epoch + 1
+        if done % log_every == 0 or done == epochs:
+            sync(done)
+            bar.set_postfix(train=f"{history.train_loss[epoch]:.4f}", test=f"{history.test_loss[epoch]:.4f}")
+            if on_log is not None:
+                on_log(done, history)
+    bar.close()
+    return history
