@@ -1,0 +1,88 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hyperexp.decode.model import LinearDecoder, MXNetAdam, l2_loss
+from hyperexp.decode.trainer import train_decoder
+
+
+def mxnet_adam_reference(weight, grads, lr, wd, beta1=0.9, beta2=0.999, eps=1e-8):
+    """MXNet's Adam written out by hand (float64): coupled wd, eps on the uncorrected sqrt(v)."""
+    m, v, w = np.zeros_like(weight), np.zeros_like(weight), weight.copy()
+    for t, grad in enumerate(grads, start=1):
+        g = grad + wd * w
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        lr_t = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+        w = w - lr_t * m / (np.sqrt(v) + eps)
+    return w
+
+
+def test_l2_loss_has_mxnet_scale():
+    prediction, target = torch.tensor([[1.0, 3.0], [0.0, 0.0]]), torch.tensor([[0.0, 1.0], [2.0, 0.0]])
+    # per sample 0.5 * mean over outputs of squared error: 0.5*(1+4)/2, 0.5*(4+0)/2; then batch mean
+    assert l2_loss(prediction, target).item() == pytest.approx((1.25 + 1.0) / 2)
+
+
+def test_published_adam_first_steps_equal_hand_computed_mxnet_semantics():
+    torch.manual_seed(0)
+    x, t = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64)
+    model = LinearDecoder(5, 3).double()
+    start_w, start_b = model.weight.detach().numpy().copy(), model.bias.detach().numpy().copy()
+    # eps large enough that its placement matters: PyTorch's own Adam would differ
+    optimizer = MXNetAdam(model.parameters(), lr=1e-2, weight_decay=0.01, eps=1e-3)
+    grads_w, grads_b = [], []
+    for step in range(4):
+        batch = slice(3 * (step % 2), 3 * (step % 2) + 3)
+        w, b = model.weight.detach().numpy(), model.bias.detach().numpy()
+        error = x[batch].numpy() @ w + b - t[batch].numpy()
+        # d/dW of mean over batch of 0.5 * mean over 3 outputs: the batch-size rescaling of Gluon
+        grads_w.append(x[batch].numpy().T @ error / (3 * 3))
+        grads_b.append(error.sum(0) / (3 * 3))
+        optimizer.zero_grad()
+        l2_loss(model(x[batch]), t[batch]).backward()
+        np.testing.assert_allclose(model.weight.grad.numpy(), grads_w[-1], rtol=1e-12)
+        optimizer.step()
+        expected_w = mxnet_adam_reference(start_w, grads_w, lr=1e-2, wd=0.01, eps=1e-3)
+        expected_b = mxnet_adam_reference(start_b, grads_b, lr=1e-2, wd=0.01, eps=1e-3)
+        np.testing.assert_allclose(model.weight.detach().numpy(), expected_w, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(model.bias.detach().numpy(), expected_b, rtol=1e-10, atol=1e-12)
+
+
+def make_problem(seed=0, n=90, p=40, d=8):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, p, generator=generator)
+    t = x @ torch.randn(p, d, generator=generator) / p**0.5
+    return x[:60], t[:60], x[60:], t[60:]
+
+
+def train(seed=0, epochs=30, log_every=10, on_log=None):
+    torch.manual_seed(seed)
+    model = LinearDecoder(40, 8)
+    optimizer = MXNetAdam(model.parameters(), lr=1e-2, weight_decay=0.01)
+    history = train_decoder(model, optimizer, *make_problem(), epochs=epochs, batch_size=7, seed=seed,
+                            log_every=log_every, on_log=on_log, progress=False)  # fmt: skip
+    return model, history
+
+
+def test_training_reduces_loss_is_seeded_and_logs_on_schedule():
+    calls = []
+    model, history = train(on_log=lambda epoch, h: calls.append((epoch, h.epochs_done)))
+    assert calls == [(10, 10), (20, 20), (30, 30)]
+    assert history.train_loss[-1] < 0.5 * history.train_loss[0]
+    assert history.test_loss[-1] < history.test_loss[0]
+    again, history_again = train()
+    torch.testing.assert_close(again.weight, model.weight, rtol=0, atol=0)
+    torch.testing.assert_close(history_again.test_loss, history.test_loss, rtol=0, atol=0)
+    other, _ = train(seed=1)
+    assert not torch.equal(other.weight, model.weight)
+
+
+@pytest.mark.parametrize("epochs,batch_size,message", [(0, 7, "positive"), (5, 0, "positive"), (5, 61, "larger than")])
+def test_bad_schedules_are_refused(epochs, batch_size, message):
+    model = LinearDecoder(40, 8)
+    optimizer = MXNetAdam(model.parameters())
+    with pytest.raises(ValueError, match=message):
+        train_decoder(model, optimizer, *make_problem(), epochs=epochs, batch_size=batch_size, progress=False)

@@ -1,0 +1,83 @@
+"""End to end through the real CLI: tiny runs in a temporary folder, checked in the MLflow store."""
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import run_cli
+
+TINY = [
+    "experiment=smoke",
+    "trainer.progress=false",
+    "trainer.epochs=12",
+    "trainer.log_every=4",
+    "data.simulation.n_voxels=128",
+    "data.simulation.n_train=90",
+    "optimizer.factory.lr=1e-3",
+]
+
+
+def store(folder: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{folder / 'runs' / 'mlflow.db'}")
+
+
+def runs_of(client: MlflowClient, experiment: str = "smoke"):
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("single")
+    result = run_cli(*TINY, "hydra.run.dir=out", cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+def test_tiny_run_is_tracked_with_per_epoch_metrics_and_grids(single_run):
+    client = store(single_run)
+    (run,) = runs_of(client)
+    assert run.info.status == "FINISHED"
+    train_loss = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)]
+    test_loss = client.get_metric_history(run.info.run_id, "test_loss")
+    assert len(train_loss) == 12 and len(test_loss) == 12
+    assert train_loss[-1] < train_loss[0]
+    assert run.data.params["trainer.epochs"] == "12" and run.data.params["data.variant"] == "subject"
+    assert run.data.tags["data_variant"] == "subject" and run.data.tags["subjects"] == "1"
+    assert run.data.tags["git_commit"]
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    grids = [p for p in images if "reconstructions" in p and p.endswith(".png") and "compressed" not in p]
+    assert len(grids) >= 2  # epochs 4, 8, 12
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"reconstructions_grid.png", "loss_curve.png", "decoder.pt", "reconstructions", "stimuli", "hydra"} <= top
+    recon = client.list_artifacts(run.info.run_id, "reconstructions")
+    assert len(recon) == 12  # one PNG per test trial
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "hydra")} >= {"hydra/config.yaml", "hydra/overrides.yaml"}
+
+
+def test_tiny_multirun_creates_one_run_per_job(tmp_path):
+    result = run_cli("-m", *TINY, "data=subject1,subject2", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = runs_of(store(tmp_path))
+    assert sorted(r.info.run_name for r in runs) == ["subject1-adam", "subject2-adam"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert {r.data.tags["sweep"] for r in runs} != {"none"}
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("trainer.epochs=0", "trainer.epochs must be a positive integer"),
+        ("data.source=files", "data.source=files needs data.root"),
+        ("data.root=nowhere", "nowhere: data folder does not exist"),
+        ("data.variant=nonsense", "unknown data variant 'nonsense'"),
+    ],
+)
+def test_bad_input_gives_one_line_and_leaves_no_running_run(tmp_path, override, message):
+    extra = ["data.source=files"] if override.startswith("data.root") else []
+    result = run_cli(*TINY, override, *extra, "hydra.run.dir=out", cwd=tmp_path)
+    assert result.returncode != 0
+    assert f"hyperexp: error: " in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert all(r.info.status != "RUNNING" for r in runs_of(store(tmp_path)))
