@@ -7,6 +7,7 @@ one MLflow run per job. ``-m`` runs a sweep, e.g. ``-m data=subject1,subject2,hy
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -159,8 +160,14 @@ def save_final_artifacts(output_dir, generator, batch_size, t_test, predicted, m
     np.save(folder / "predicted_latents.npy", predicted.cpu().numpy())
 
 
+def _interrupt_on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"received signal {signum}")
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    # SIGTERM (kill, a scheduler's timeout) unwinds like Ctrl-C, so the run ends KILLED, not RUNNING.
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         return run(cfg, output_dir)

@@ -86,3 +86,20 @@ def test_bad_schedules_are_refused(epochs, batch_size, message):
     optimizer = MXNetAdam(model.parameters())
     with pytest.raises(ValueError, match=message):
         train_decoder(model, optimizer, *make_problem(), epochs=epochs, batch_size=batch_size, progress=False)
+
+
+def test_analytic_linear_step_equals_autograd():
+    from hyperexp.decode.trainer import linear_l2_step
+
+    torch.manual_seed(0)
+    model = LinearDecoder(40, 8).double()
+    x, t = torch.randn(7, 40, dtype=torch.float64), torch.randn(7, 8, dtype=torch.float64)
+    loss = l2_loss(model(x), t)
+    loss.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 123.0)  # stale values must be overwritten, not accumulated
+    analytic_loss = linear_l2_step(model, x, t)
+    assert analytic_loss.item() == pytest.approx(loss.item(), rel=1e-12)
+    for p, grad in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.grad, grad, rtol=1e-12, atol=1e-14)

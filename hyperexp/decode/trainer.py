@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from hyperexp.decode.model import l2_loss
+from hyperexp.decode.model import LinearDecoder, l2_loss
 
 
 def resolve_device(device: str) -> torch.device:
@@ -23,6 +23,22 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"trainer.device={device} but CUDA is not available (use auto or cpu)")
     return torch.device(device)
+
+
+@torch.no_grad()
+def linear_l2_step(model: LinearDecoder, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Write the gradients of ``l2_loss(model(x), t)`` into the preallocated ``.grad`` tensors and
+    return the loss, without autograd.
+
+    For a linear model the gradient is ``x.T @ error / (batch * outputs)``; writing it in place
+    saves autograd's graph, the allocation of fresh gradients and a zeroing pass each step (about
+    a third of the step time at the published size on CPU).
+    """
+    error = torch.addmm(model.bias, x, model.weight).sub_(t)
+    scale = 1.0 / error.numel()
+    torch.addmm(model.weight.grad, x.t(), error, beta=0.0, alpha=scale, out=model.weight.grad)
+    torch.sum(error, dim=0, out=model.bias.grad).mul_(scale)
+    return 0.5 * scale * torch.dot(error.view(-1), error.view(-1))
 
 
 @dataclass
@@ -64,6 +80,10 @@ def train_decoder(
     train_loss = torch.zeros(epochs, device=device)
     test_loss = torch.zeros(epochs, device=device)
     history = History(torch.zeros(epochs), torch.zeros(epochs))
+    analytic = isinstance(model, LinearDecoder) and loss_fn is l2_loss
+    if analytic:
+        for parameter in model.parameters():
+            parameter.grad = torch.zeros_like(parameter)
     bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not progress, dynamic_ncols=True)
 
     def sync(upto: int) -> None:
@@ -77,9 +97,12 @@ def train_decoder(
         epoch_sum = torch.zeros((), device=device)
         for start in range(0, n_train, batch_size):
             batch = order[start : start + batch_size]
-            loss = loss_fn(model(x_train[batch]), t_train[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if analytic:
+                loss = linear_l2_step(model, x_train[batch], t_train[batch])
+            else:
+                loss = loss_fn(model(x_train[batch]), t_train[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
             optimizer.step()
             epoch_sum += loss.detach() * len(batch)
         train_loss[epoch] = epoch_sum / n_train
