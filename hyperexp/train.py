@@ -52,7 +52,8 @@ def load_data(cfg: DictConfig, device: torch.device) -> DecodingData:
         simulation=simulation,
         cache_dir=data_cfg.cache_dir,
     )
-    data = prepare(subjects, data_cfg.variant, cfg.protocol, names=[str(p) for p in paths], device=device)
+    data = prepare(subjects, data_cfg.variant, cfg.protocol, names=[str(p) for p in paths], device=device,
+                   cache_dir=Path(data_cfg.cache_dir) / "aligned")  # fmt: skip
     data.info["subject_numbers"] = subject_numbers
     return data
 

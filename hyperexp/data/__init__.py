@@ -1,6 +1,6 @@
 """Data stage: read or simulate per-subject files, then combine them into one decoding dataset.
 
-``load_subjects`` gives the subjects' raw trials; :func:`hyperexp.data.prepare.prepare` turns
+``load_subjects`` gives the subjects' raw trials; :func:`hyperexp.data.variants.prepare` turns
 them into decoder inputs by data variant (subject / average / hyperaligned) and protocol.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hyperexp.data.files import DataFileError, SubjectData, load_subject, subject_file
-from hyperexp.data.prepare import DecodingData, prepare
+from hyperexp.data.variants import DecodingData, prepare
 from hyperexp.data.simulate import Simulation, ensure_simulated_files
 
 __all__ = ["DataFileError", "DecodingData", "SubjectData", "Simulation", "load_subjects", "prepare", "select_subjects"]

@@ -17,9 +17,11 @@ on is only demeaned (its sd is taken as 1), so it becomes all zeros instead of N
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from hyperexp.data.cache import cached_arrays, content_key
 from hyperexp.data.files import SubjectData
 
 VARIANTS = ("subject", "average", "hyperaligned")
@@ -82,8 +84,13 @@ def prepare(
     protocol: str = "published",
     names: list[str] | None = None,
     device=None,
+    cache_dir: str | Path | None = None,
 ) -> DecodingData:
-    """Combine subjects into one dataset by ``variant`` and z-score it by ``protocol``."""
+    """Combine subjects into one dataset by ``variant`` and z-score it by ``protocol``.
+
+    With ``cache_dir``, hyperaligned averages are cached by content (the subjects' arrays and the
+    protocol), so a sweep aligns each distinct input once.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown data variant '{variant}' (choose from {', '.join(VARIANTS)})")
     if protocol not in PROTOCOLS:
@@ -98,7 +105,12 @@ def prepare(
     if variant == "hyperaligned":
         if len(subjects) < 2:
             raise ValueError("variant 'hyperaligned' needs at least two subjects")
-        x_train, x_test = _hyperalign(subjects, protocol, device)
+        if cache_dir is None:
+            x_train, x_test = _hyperalign(subjects, protocol, device)
+        else:
+            key = content_key([a for s in subjects for a in (s.x_train, s.x_test)], protocol=protocol, method="pymvpa-defaults")
+            aligned = cached_arrays(cache_dir, key, lambda: dict(zip(("x_train", "x_test"), _hyperalign(subjects, protocol, device))))
+            x_train, x_test = aligned["x_train"], aligned["x_test"]
     else:
         voxels = {s.n_voxels for s in subjects}
         if len(voxels) > 1:
