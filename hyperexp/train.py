@@ -26,8 +26,9 @@ from PIL import Image
 
 from hyperexp.data import DecodingData, Simulation, load_subjects, prepare, select_subjects
 from hyperexp.decode.trainer import History, resolve_device, train_decoder
+from hyperexp.evaluate import cheap_latent_metrics, final_metrics, image_metrics
+from hyperexp.evaluate.grids import comparison_grid
 from hyperexp.generate import render, to_uint8
-from hyperexp.grids import comparison_grid
 from hyperexp.track import MetricBuffer, flatten, git_commit, log_params, setup_experiment, tracked_run
 
 log = logging.getLogger("hyperexp")
@@ -111,47 +112,60 @@ def run(cfg: DictConfig, output_dir: Path) -> float:
         optimizer = instantiate(cfg.optimizer.factory)(model.parameters())
 
         preview = slice(0, min(trainer_cfg.preview_trials, len(t_test)))
-        preview_stimuli = to_uint8(render(generator, t_test[preview], generator_cfg.batch_size, generator_cfg.preview_size))
+        preview_stimuli = render(generator, t_test[preview], generator_cfg.batch_size, generator_cfg.preview_size)
+        preview_stimuli_uint8 = to_uint8(preview_stimuli)
         metrics = MetricBuffer(run_id)
         logged_epochs = 0
 
         def on_log(epoch: int, history: History) -> None:
             nonlocal logged_epochs
             for index in range(logged_epochs, epoch):
-                metrics.add({"train_loss": history.train_loss[index], "test_loss": history.test_loss[index]}, index + 1)
+                metrics.add(history.at(index), index + 1)
             logged_epochs = epoch
-            metrics.flush()
             with torch.no_grad():
                 predicted = model(x_test[preview])
-            images = to_uint8(render(generator, predicted, generator_cfg.batch_size, generator_cfg.preview_size))
-            mlflow.log_image(comparison_grid(preview_stimuli, images), key="reconstructions", step=epoch)
+            images = render(generator, predicted, generator_cfg.batch_size, generator_cfg.preview_size)
+            grid = comparison_grid(preview_stimuli_uint8, to_uint8(images))
+            mlflow.log_image(grid, key="reconstructions", step=epoch)
+            if len(images) >= 2:  # identification needs two trials
+                preview_metrics = image_metrics((preview_stimuli + 1) / 2, (images.clamp(-1, 1) + 1) / 2)
+                metrics.add({f"preview_{name}": value for name, value in preview_metrics.items()}, epoch)
+            metrics.flush()
 
         history = train_decoder(
             model, optimizer, x_train, t_train, x_test, t_test,
             epochs=trainer_cfg.epochs, batch_size=trainer_cfg.batch_size, seed=trainer_cfg.seed,
-            log_every=trainer_cfg.log_every, on_log=on_log, progress=trainer_cfg.progress,
+            log_every=trainer_cfg.log_every, on_log=on_log, test_metrics=cheap_latent_metrics,
+            progress=trainer_cfg.progress,
         )  # fmt: skip
 
         with torch.no_grad():
             predicted = model(x_test)
+        stimuli = render(generator, t_test, generator_cfg.batch_size)
+        reconstructions = render(generator, predicted, generator_cfg.batch_size)
+        results = final_metrics(
+            data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator,
+            attribute_boundaries=cfg.evaluate.attribute_boundaries, feature_extractor=cfg.evaluate.feature_extractor,
+        )  # fmt: skip
         final_loss = float(history.test_loss[history.epochs_done - 1])
-        metrics.add({"final_test_loss": final_loss, "final_train_loss": float(history.train_loss[-1])}, trainer_cfg.epochs)
+        results.update(final_test_loss=final_loss, final_train_loss=float(history.train_loss[history.epochs_done - 1]))
+        metrics.add({f"final/{name}": value for name, value in results.items()}, trainer_cfg.epochs)
         metrics.flush()
-        save_final_artifacts(output_dir, generator, generator_cfg.batch_size, t_test, predicted, model, history)
+        save_final_artifacts(output_dir, stimuli, reconstructions, predicted, model, history)
         mlflow.log_artifacts(str(output_dir / "artifacts"))
         hydra_folder = output_dir / ".hydra"
         if hydra_folder.is_dir():
             mlflow.log_artifacts(str(hydra_folder), "hydra")
-        log.info("final test loss %.5f; outputs in %s", final_loss, output_dir)
+        log.info("final test loss %.5f, latent similarity %.4f, SSIM %.4f; outputs in %s",
+                 final_loss, results["latent_similarity"], results["ssim"], output_dir)  # fmt: skip
     return final_loss
 
 
-def save_final_artifacts(output_dir, generator, batch_size, t_test, predicted, model, history) -> None:
+def save_final_artifacts(output_dir: Path, stimuli, reconstructions, predicted, model, history: History) -> None:
     """Full-resolution reconstructions (per trial, as the published code saves them) and a grid,
-    the loss curve and the decoder weights, under ``output_dir/artifacts``."""
+    the loss curve, the decoder weights and predicted latents, under ``output_dir/artifacts``."""
     folder = output_dir / "artifacts"
-    stimuli = to_uint8(render(generator, t_test, batch_size))
-    reconstructions = to_uint8(render(generator, predicted, batch_size))
+    stimuli, reconstructions = to_uint8(stimuli), to_uint8(reconstructions)
     for trial, (stimulus, reconstruction) in enumerate(zip(stimuli, reconstructions)):
         save_png(stimulus, folder / "stimuli" / f"trial_{trial:02d}.png")
         save_png(reconstruction, folder / "reconstructions" / f"trial_{trial:02d}.png")

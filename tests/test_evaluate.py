@@ -6,7 +6,7 @@ import torch
 from scipy.stats import pearsonr
 from skimage.metrics import structural_similarity
 
-from hyperexp.evaluate import (
+from hyperexp.evaluate.metrics import (
     attribute_metrics,
     feature_metrics,
     image_metrics,

@@ -81,3 +81,16 @@ def test_bad_input_gives_one_line_and_leaves_no_running_run(tmp_path, override, 
     assert f"hyperexp: error: " in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr
     assert all(r.info.status != "RUNNING" for r in runs_of(store(tmp_path)))
+
+
+def test_run_reports_final_latent_image_and_attribute_metrics(single_run):
+    client = store(single_run)
+    (run,) = runs_of(client)
+    final = {k: v for k, v in run.data.metrics.items() if k.startswith("final/")}
+    for name in ("latent_similarity", "latent_cosine", "latent_identification", "ssim", "pixel_correlation",
+                 "attribute_similarity", "attr_r/smile", "final_test_loss"):  # fmt: skip
+        assert f"final/{name}" in final, name
+    assert 0 < final["final/latent_similarity"] <= 1 and -1 <= final["final/ssim"] <= 1
+    similarity = client.get_metric_history(run.info.run_id, "latent_similarity")
+    assert len(similarity) == 12  # cheap metric every epoch
+    assert len(client.get_metric_history(run.info.run_id, "preview_ssim")) == 3  # every log_every epochs

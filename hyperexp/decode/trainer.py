@@ -43,11 +43,25 @@ def linear_l2_step(model: LinearDecoder, x: torch.Tensor, t: torch.Tensor) -> to
 
 @dataclass
 class History:
-    """Per-epoch mean training loss and test loss (host tensors, filled as training goes)."""
+    """Per-epoch values (host tensors of length ``epochs``): ``train_loss`` (mean over the
+    epoch's batches), ``test_loss`` and any extra test metrics, filled up to ``epochs_done``."""
 
-    train_loss: torch.Tensor
-    test_loss: torch.Tensor
+    metrics: dict[str, torch.Tensor]
     epochs_done: int = 0
+
+    @property
+    def train_loss(self) -> torch.Tensor:
+        return self.metrics["train_loss"]
+
+    @property
+    def test_loss(self) -> torch.Tensor:
+        return self.metrics["test_loss"]
+
+    def at(self, epoch_index: int) -> dict[str, float]:
+        return {name: float(values[epoch_index]) for name, values in self.metrics.items()}
+
+
+TestMetrics = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 
 def train_decoder(
@@ -63,12 +77,14 @@ def train_decoder(
     log_every: int = 100,
     on_log: Callable[[int, History], None] | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = l2_loss,
+    test_metrics: TestMetrics | None = None,
     progress: bool = True,
 ) -> History:
     """Mini-batch training with reshuffling each epoch (the last batch may be smaller).
 
-    ``on_log(epoch, history)`` runs after epochs ``log_every, 2*log_every, ...`` and after the
-    last epoch, with the losses of all epochs so far copied to the host.
+    After each epoch the test loss and ``test_metrics(prediction, target)`` (cheap device-side
+    scalars) are recorded. ``on_log(epoch, history)`` runs after epochs ``log_every,
+    2*log_every, ...`` and after the last one, with all values so far copied to the host.
     """
     n_train = len(x_train)
     if epochs < 1 or batch_size < 1:
@@ -77,20 +93,26 @@ def train_decoder(
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({n_train} trials)")
     device = x_train.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    train_loss = torch.zeros(epochs, device=device)
-    test_loss = torch.zeros(epochs, device=device)
-    history = History(torch.zeros(epochs), torch.zeros(epochs))
+    on_device: dict[str, torch.Tensor] = {}
+    history = History({})
+
+    def record(epoch: int, values: dict[str, torch.Tensor]) -> None:
+        for name, value in values.items():
+            if name not in on_device:
+                on_device[name] = torch.zeros(epochs, device=device)
+                history.metrics[name] = torch.zeros(epochs)
+            on_device[name][epoch] = value
+
+    def sync(upto: int) -> None:
+        for name, values in on_device.items():
+            history.metrics[name][:upto] = values[:upto].cpu()
+        history.epochs_done = upto
+
     analytic = isinstance(model, LinearDecoder) and loss_fn is l2_loss
     if analytic:
         for parameter in model.parameters():
             parameter.grad = torch.zeros_like(parameter)
     bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not progress, dynamic_ncols=True)
-
-    def sync(upto: int) -> None:
-        history.train_loss[:upto] = train_loss[:upto].cpu()
-        history.test_loss[:upto] = test_loss[:upto].cpu()
-        history.epochs_done = upto
-
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(n_train, generator=generator, device=device)
@@ -105,10 +127,12 @@ def train_decoder(
                 loss.backward()
             optimizer.step()
             epoch_sum += loss.detach() * len(batch)
-        train_loss[epoch] = epoch_sum / n_train
         model.eval()
         with torch.no_grad():
-            test_loss[epoch] = loss_fn(model(x_test), t_test)
+            prediction = model(x_test)
+            record(epoch, {"train_loss": epoch_sum / n_train, "test_loss": loss_fn(prediction, t_test)})
+            if test_metrics is not None:
+                record(epoch, test_metrics(prediction, t_test))
         bar.update(1)
         done = epoch + 1
         if done % log_every == 0 or done == epochs:
