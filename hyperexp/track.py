@@ -105,10 +105,21 @@ def git_commit(folder: str | Path = ".") -> str:
 
 
 @contextlib.contextmanager
-def tracked_run(experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
+def tracked_run(
+    experiment_id: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run that ends FINISHED on success, KILLED on Ctrl-C/SIGTERM (raised as
-    KeyboardInterrupt) and FAILED on any other exception, with the traceback logged."""
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags))
+    KeyboardInterrupt) and FAILED on any other exception, with the traceback logged.
+    ``run_id`` continues an existing run (resume); ``parent_run_id`` makes it a child run."""
+    if run_id is not None:
+        run = mlflow.start_run(run_id=run_id, tags=dict(tags))
+    else:
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags),
+                               parent_run_id=parent_run_id)  # fmt: skip
     try:
         yield run
     except KeyboardInterrupt:

@@ -103,3 +103,30 @@ def test_analytic_linear_step_equals_autograd():
     assert analytic_loss.item() == pytest.approx(loss.item(), rel=1e-12)
     for p, grad in zip(model.parameters(), expected):
         torch.testing.assert_close(p.grad, grad, rtol=1e-12, atol=1e-14)
+
+
+def test_stop_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
+    from hyperexp.decode.trainer import StopRequested
+
+    straight, straight_history = train()
+    saved = []
+    torch.manual_seed(0)
+    model = LinearDecoder(40, 8)
+    optimizer = MXNetAdam(model.parameters(), lr=1e-2, weight_decay=0.01)
+    epochs_seen = []
+    with pytest.raises(StopRequested) as stopped:
+        train_decoder(model, optimizer, *make_problem(), epochs=30, batch_size=7, seed=0, log_every=10,
+                      progress=False, on_checkpoint=saved.append, checkpoint_every=5,
+                      should_stop=lambda: len(epochs_seen.append(1) or epochs_seen) >= 13)  # fmt: skip
+    assert stopped.value.epoch == 13 and [c["epoch"] for c in saved] == [5, 10, 13]
+    torch.save(saved[-1], tmp_path / "last.pt")
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+
+    torch.manual_seed(99)  # a different init: everything must come from the checkpoint
+    resumed = LinearDecoder(40, 8)
+    resumed_optimizer = MXNetAdam(resumed.parameters(), lr=1e-2, weight_decay=0.01)
+    history = train_decoder(resumed, resumed_optimizer, *make_problem(), epochs=30, batch_size=7, seed=0,
+                            log_every=10, progress=False, resume_from=state)  # fmt: skip
+    torch.testing.assert_close(resumed.weight, straight.weight, rtol=0, atol=0)
+    torch.testing.assert_close(history.test_loss, straight_history.test_loss, rtol=0, atol=0)
+    torch.testing.assert_close(history.train_loss, straight_history.train_loss, rtol=0, atol=0)

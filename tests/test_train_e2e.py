@@ -56,13 +56,19 @@ def test_tiny_run_is_tracked_with_per_epoch_metrics_and_grids(single_run):
     assert {a.path for a in client.list_artifacts(run.info.run_id, "hydra")} >= {"hydra/config.yaml", "hydra/overrides.yaml"}
 
 
-def test_tiny_multirun_creates_one_run_per_job(tmp_path):
+def test_tiny_multirun_is_one_parent_run_with_a_child_per_job_and_a_report(tmp_path):
     result = run_cli("-m", *TINY, "data=subject1,subject2", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = runs_of(store(tmp_path))
-    assert sorted(r.info.run_name for r in runs) == ["subject1-adam", "subject2-adam"]
-    assert all(r.info.status == "FINISHED" for r in runs)
-    assert {r.data.tags["sweep"] for r in runs} != {"none"}
+    (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == ["subject1-adam", "subject2-adam"]
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    assert sorted(r.data.tags["group"] for r in children) == ["data=subject1", "data=subject2"]
+    assert {r.data.tags["sweep"] for r in children} == {parent.data.tags["sweep"]} == {"sweep"}
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    assert "data=subject1" in report and "data=subject2" in report
+    assert "report/report.md" in {a.path for a in store(tmp_path).list_artifacts(parent.info.run_id, "report")}
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,14 @@ class History:
 TestMetrics = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 
+class StopRequested(KeyboardInterrupt):
+    """Raised at an epoch boundary after ``should_stop()`` said so (e.g. on SIGINT/SIGTERM)."""
+
+    def __init__(self, epoch: int):
+        super().__init__(f"stopped after epoch {epoch}")
+        self.epoch = epoch
+
+
 def train_decoder(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -79,12 +87,21 @@ def train_decoder(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = l2_loss,
     test_metrics: TestMetrics | None = None,
     progress: bool = True,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[dict], None] | None = None,
+    resume_from: dict | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> History:
     """Mini-batch training with reshuffling each epoch (the last batch may be smaller).
 
     After each epoch the test loss and ``test_metrics(prediction, target)`` (cheap device-side
     scalars) are recorded. ``on_log(epoch, history)`` runs after epochs ``log_every,
     2*log_every, ...`` and after the last one, with all values so far copied to the host.
+
+    Checkpoints (model, optimizer, shuffling RNG and metrics so far) go to ``on_checkpoint``
+    every ``checkpoint_every`` epochs, and when ``should_stop()`` turns true, which ends
+    training at that epoch boundary with :class:`StopRequested`. ``resume_from`` continues
+    from such a checkpoint; the result equals an uninterrupted run (same seed, same device).
     """
     n_train = len(x_train)
     if epochs < 1 or batch_size < 1:
@@ -108,12 +125,34 @@ def train_decoder(
             history.metrics[name][:upto] = values[:upto].cpu()
         history.epochs_done = upto
 
+    def checkpoint(done: int) -> dict:
+        return {
+            "epoch": done,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "shuffle_rng": generator.get_state(),
+            "metrics": {name: values[:done].cpu() for name, values in on_device.items()},
+        }
+
+    first_epoch = 0
+    if resume_from is not None:
+        first_epoch = int(resume_from["epoch"])
+        if not 0 < first_epoch <= epochs:
+            raise ValueError(f"checkpoint is at epoch {first_epoch}, outside 1..{epochs}")
+        model.load_state_dict(resume_from["model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        generator.set_state(resume_from["shuffle_rng"])
+        for name, values in resume_from["metrics"].items():
+            record(0, {name: values[0]})
+            on_device[name][:first_epoch] = values.to(device)
+        sync(first_epoch)
+
     analytic = isinstance(model, LinearDecoder) and loss_fn is l2_loss
     if analytic:
         for parameter in model.parameters():
             parameter.grad = torch.zeros_like(parameter)
-    bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not progress, dynamic_ncols=True)
-    for epoch in range(epochs):
+    bar = tqdm(total=epochs, initial=first_epoch, desc="train", unit="epoch", disable=not progress, dynamic_ncols=True)
+    for epoch in range(first_epoch, epochs):
         model.train()
         order = torch.randperm(n_train, generator=generator, device=device)
         epoch_sum = torch.zeros((), device=device)
@@ -140,5 +179,12 @@ def train_decoder(
             bar.set_postfix(train=f"{history.train_loss[epoch]:.4f}", test=f"{history.test_loss[epoch]:.4f}")
             if on_log is not None:
                 on_log(done, history)
+        stop = should_stop is not None and should_stop() and done < epochs
+        if on_checkpoint is not None and ((checkpoint_every and done % checkpoint_every == 0) or stop):
+            on_checkpoint(checkpoint(done))
+        if stop:
+            sync(done)
+            bar.close()
+            raise StopRequested(done)
     bar.close()
     return history

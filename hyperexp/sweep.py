@@ -1,0 +1,95 @@
+"""Multirun bookkeeping: one MLflow parent run per sweep, every job a child run of it.
+
+A Hydra callback (registered in ``conf/config.yaml``) creates the parent run when the sweep
+starts and writes ``mlflow_sweep.json`` (the parent run id and which config keys the sweep
+varies) into the sweep folder. Each job reads that file, so jobs in other processes (joblib,
+SLURM) find their parent without shared memory. When the sweep ends, the callback writes the
+comparison report into the sweep folder, logs it to the parent run and closes the parent run
+FINISHED, or FAILED if any job failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus
+from omegaconf import DictConfig
+
+from hyperexp.track import setup_experiment
+
+log = logging.getLogger("hyperexp")
+
+SWEEP_FILE = "mlflow_sweep.json"
+PARENT_FILE = "mlflow_parent_run.txt"  # the parent run id alone, for tools that want just that
+SEED_KEYS = ("trainer.seed", "seed")
+
+
+def swept_keys(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:
+    """Config keys that take several values in this sweep (command line or ``hydra.sweeper.params``)."""
+    parser = OverridesParser.create()
+    keys = [o.get_key_element() for o in parser.parse_overrides(list(task_overrides)) if o.is_sweep_override()]
+    return keys + [key for key in (sweeper_params or {}) if key not in keys]
+
+
+def job_group(job_overrides: list[str], keys: list[str]) -> str:
+    """The label of a job within its sweep: its values of the swept keys, seeds left out."""
+    parser = OverridesParser.create()
+    chosen = {o.get_key_element(): o.value() for o in parser.parse_overrides(list(job_overrides))}
+    parts = [f"{key}={chosen[key]}" for key in keys if key in chosen and key not in SEED_KEYS]
+    return ",".join(parts) or "all"
+
+
+def read_sweep_file(sweep_dir: str | Path) -> dict | None:
+    path = Path(sweep_dir) / SWEEP_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+class MlflowSweepCallback(Callback):
+    """Hydra callback: parent run at sweep start, report and parent status at sweep end."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        tracking = config.tracking
+        experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
+        sweep_id = str(sweep_dir)
+        keys = swept_keys(list(config.hydra.overrides.task), dict(config.hydra.sweeper.get("params") or {}))
+        parent = MlflowClient().create_run(
+            experiment_id,
+            run_name=f"sweep {sweep_dir.name}",
+            tags={"sweep": sweep_id, "sweep_role": "parent", "swept_keys": ",".join(keys)},
+        )
+        record = {"parent_run_id": parent.info.run_id, "sweep": sweep_id, "swept_keys": keys,
+                  "experiment_id": experiment_id}  # fmt: skip
+        (sweep_dir / SWEEP_FILE).write_text(json.dumps(record, indent=2))
+        (sweep_dir / PARENT_FILE).write_text(parent.info.run_id + "\n")
+        log.info("sweep %s: MLflow parent run %s", sweep_id, parent.info.run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        record = read_sweep_file(sweep_dir)
+        if record is None:
+            return
+        client = MlflowClient()
+        parent_id = record["parent_run_id"]
+        try:
+            from hyperexp.report import collect_runs, log_report_to_run, write_report
+
+            records = collect_runs(client.tracking_uri, parent_run_id=parent_id)
+            paths = write_report(records, sweep_dir)
+            log_report_to_run(parent_id, paths)
+            failed = [r for r in records if r.status != "FINISHED"]
+            for run in failed:
+                log.error("sweep job failed: run %s (%s) ended %s", run.run_id, run.group, run.status)
+            log.info("sweep report: %s", paths.get("markdown", sweep_dir))
+            status = RunStatus.FAILED if failed or not records else RunStatus.FINISHED
+        except Exception as error:  # the sweep's results stay in MLflow; say why the report is missing
+            log.error("sweep report failed: %s: %s", type(error).__name__, error)
+            status = RunStatus.FAILED
+        client.set_terminated(parent_id, RunStatus.to_string(status))
