@@ -27,7 +27,7 @@ log = logging.getLogger("hyperexp")
 
 SWEEP_FILE = "mlflow_sweep.json"
 PARENT_FILE = "mlflow_parent_run.txt"  # the parent run id alone, for tools that want just that
-SEED_KEYS = ("trainer.seed", "seed")
+SEED_KEYS = ("trainer.seed", "seed", "data.simulation.seed")  # replicates, not conditions
 
 
 def swept_keys(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:

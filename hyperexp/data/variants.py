@@ -2,7 +2,7 @@
 
 Variants: ``subject`` (one subject), ``average`` (plain average over subjects, the control),
 ``hyperaligned`` (hyperalign, map each subject into the common space, average: the published
-variant). Protocols:
+variant; a pool of one subject is that subject alone). Protocols:
 
 - ``published`` reproduces the tutorial: test and training rows are stacked (test first)
   before hyperalignment, and afterwards test and training rows are z-scored each with their
@@ -102,9 +102,9 @@ def prepare(
         raise ValueError(f"variant 'subject' takes one subject, got {len(subjects)}")
     check_same_stimuli(subjects, names)
 
+    if variant == "hyperaligned" and len(subjects) == 1:
+        variant = "subject"  # a pool of one: there is nothing to align it to
     if variant == "hyperaligned":
-        if len(subjects) < 2:
-            raise ValueError("variant 'hyperaligned' needs at least two subjects")
         if cache_dir is None:
             x_train, x_test = _hyperalign(subjects, protocol, device)
         else:

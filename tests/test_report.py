@@ -1,0 +1,205 @@
+"""The sweep report against a small MLflow store built directly with MLflow's API."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from PIL import Image
+
+from hyperexp.report import collect_runs, main, markdown_table, summary_table, write_report
+from tests.conftest import run_cli
+
+EXPERIMENT = "hyperexp"
+GROUPS_A = ("data=subject1", "data=subject2", "data=hyperaligned")
+SEEDS = (0, 1, 2)
+METRICS = ("latent_similarity", "latent_cosine", "ssim", "final_test_loss")
+EPOCHS = 4
+
+
+@dataclass
+class Store:
+    uri: str
+    client: MlflowClient
+    parent_a: str = ""
+    parent_b: str = ""
+    logged_a: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # group -> metric -> values
+    failed_run: str = ""
+
+
+def make_run(store: Store, experiment_id: str, start: int, tags: dict, metrics: dict, status: str = "FINISHED",
+             params: dict | None = None) -> str:  # fmt: skip
+    run_id = store.client.create_run(experiment_id, start_time=start, tags=tags).info.run_id
+    logged = [Metric(f"final/{name}", value, start, EPOCHS) for name, value in metrics.items()]
+    scale = 1.0 + (start // 1000) % 100 / 10  # distinct per run
+    for epoch in range(1, EPOCHS + 1):
+        logged += [Metric("train_loss", scale / epoch, start, epoch), Metric("test_loss", 2 * scale / epoch, start, epoch)]
+    store.client.log_batch(run_id, metrics=logged, params=[Param(k, v) for k, v in (params or {}).items()])
+    store.client.set_terminated(run_id, status)
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    """Sweep A: 3 groups x 3 seeds and a failed job; sweep B: pool sizes 10 and 2 (created in
+    that order), with pool size and seed only in the fallbacks; one unrelated single run."""
+    folder = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    store = Store(uri, client)
+    experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
+    rng = np.random.default_rng(0)
+    start = 1_700_000_000_000
+
+    store.parent_a = client.create_run(experiment_id, start_time=start, tags={"sweep": "sweep-a"}).info.run_id
+    for group in GROUPS_A:
+        store.logged_a[group] = {m: [] for m in METRICS}
+        for seed in SEEDS:
+            values = {m: float(rng.uniform(0.1, 0.9)) for m in METRICS}
+            start += 1000
+            tags = {"sweep": "sweep-a", "group": group, "seed": str(seed), "pool_size": "1", "subjects": "1",
+                    "mlflow.parentRunId": store.parent_a}  # fmt: skip
+            make_run(store, experiment_id, start, tags, values)
+            for metric, value in values.items():
+                store.logged_a[group][metric].append(value)
+    tags = {"sweep": "sweep-a", "group": "data=hyperaligned", "seed": "3", "pool_size": "1",
+            "mlflow.parentRunId": store.parent_a, "error": "RuntimeError: out of memory\ntraceback..."}  # fmt: skip
+    # an absurd value: any leak of the failed job into the statistics shows
+    store.failed_run = make_run(store, experiment_id, start + 500, tags, {"latent_similarity": 100.0}, "FAILED")
+    client.set_terminated(store.parent_a, "FINISHED")
+
+    store.parent_b = client.create_run(experiment_id, start_time=start + 600, tags={"sweep": "sweep-b"}).info.run_id
+    for n_subjects in (10, 2):
+        for seed in (0, 1):
+            start += 1000
+            tags = {"sweep": "sweep-b", "group": f"data.n_subjects={n_subjects}",
+                    "subjects": ",".join(map(str, range(1, n_subjects + 1))), "mlflow.parentRunId": store.parent_b}
+            make_run(store, experiment_id, start, tags, {m: float(rng.uniform()) for m in METRICS},
+                     params={"trainer.seed": str(seed)})  # fmt: skip
+    other = client.create_experiment("other", artifact_location=(folder / "other").as_uri())
+    make_run(store, other, start + 1000, {"sweep": "none"}, {"latent_similarity": 0.5})
+    return store
+
+
+def test_collect_runs_finds_the_jobs_of_one_sweep_only(store):
+    records = collect_runs(store.uri, sweep="sweep-a")
+    assert len(records) == 10  # 9 jobs + the failed one; neither the parent nor sweep B
+    assert {r.run_id for r in records} == {r.run_id for r in collect_runs(store.uri, parent_run_id=store.parent_a)}
+    assert [r.status for r in records].count("FAILED") == 1
+    first = records[0]
+    assert (first.group, first.seed, first.pool_size) == ("data=subject1", 0, 1)
+    assert set(first.metrics) == set(METRICS)
+    assert [step for step, _ in first.histories["test_loss"]] == list(range(1, EPOCHS + 1))
+    assert len(collect_runs(store.uri, experiment="other")) == 1
+
+
+def test_collect_runs_pages_through_the_results(store, monkeypatch):
+    monkeypatch.setattr("hyperexp.report.PAGE_SIZE", 3)
+    assert len(collect_runs(store.uri, sweep="sweep-a", histories=())) == 10
+
+
+def test_table_equals_the_logged_metrics_and_excludes_the_failed_job(store):
+    table = summary_table(collect_runs(store.uri, sweep="sweep-a", histories=()))
+    assert list(table["group"]) == list(GROUPS_A)  # first-seen order
+    assert list(table["n_runs"]) == [3, 3, 3]
+    for row in table.to_dict("records"):
+        for metric in METRICS:
+            values = np.array(store.logged_a[row["group"]][metric])
+            assert row[f"{metric}_mean"] == pytest.approx(values.mean(), rel=1e-12)
+            assert row[f"{metric}_sd"] == pytest.approx(values.std(ddof=1), rel=1e-12)
+            assert row[f"{metric}_n"] == 3
+
+
+def test_pool_sizes_order_numerically_and_fall_back_to_subjects_and_param_seed(store):
+    records = collect_runs(store.uri, sweep="sweep-b", histories=())
+    assert sorted({r.seed for r in records}) == [0, 1]
+    table = summary_table(records)
+    assert list(table["group"]) == ["data.n_subjects=2", "data.n_subjects=10"]
+    assert list(table["pool_size"]) == [2, 10]
+
+
+def test_markdown_cells_are_mean_plus_minus_sd_with_four_significant_digits(store):
+    table = summary_table(collect_runs(store.uri, sweep="sweep-a", histories=()))
+    values = np.array(store.logged_a["data=subject2"]["ssim"])
+    expected = f"{values.mean():.4g} ± {values.std(ddof=1):.4g}"
+    row = next(line for line in markdown_table(table, ["ssim"]).splitlines() if "data=subject2" in line)
+    assert row == f"| data=subject2 | 1 | 3 | {expected} |"
+
+
+@pytest.fixture(scope="module")
+def report_a(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report_a")
+    return write_report(collect_runs(store.uri, sweep="sweep-a"), out), store
+
+
+def test_csv_round_trips(report_a):
+    paths, store = report_a
+    table = summary_table(collect_runs(store.uri, sweep="sweep-a", histories=()))
+    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), table, check_dtype=False)
+
+
+def test_report_lists_the_failed_job_and_links_the_figures(report_a):
+    paths, store = report_a
+    text = paths["markdown"].read_text()
+    failures = text.split("## Jobs not in the statistics")[1].split("## Figures")[0]
+    assert store.failed_run in failures and "FAILED" in failures and "out of memory" in failures
+    assert "metric_vs_pool_size" not in paths  # one pool size only
+    for name in ("metrics_by_group", "loss_curves"):
+        assert f"]({paths[name].name})" in text
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    with Image.open(io.BytesIO(data)) as image:
+        image.verify()
+
+
+def test_figures_are_valid_pngs(report_a, store, tmp_path):
+    paths, _ = report_a
+    pool_paths = write_report(collect_runs(store.uri, sweep="sweep-b"), tmp_path)
+    for path in [paths["metrics_by_group"], paths["loss_curves"], pool_paths["metric_vs_pool_size"]]:
+        assert_png(path)
+
+
+def test_cli_on_a_sweep_id_writes_the_report_and_logs_it_to_the_parent_run(store, tmp_path):
+    assert main(["sweep-a", "--tracking-uri", store.uri, "--out", str(tmp_path)]) == 0
+    assert {"report.md", "report.csv", "loss_curves.png"} <= {p.name for p in tmp_path.iterdir()}
+    logged = {a.path for a in store.client.list_artifacts(store.parent_a, "report")}
+    assert "report/report.md" in logged
+
+
+def test_cli_on_a_sweep_folder_reads_the_parent_run_file(store, tmp_path):
+    folder = tmp_path / "12-00-00"  # the name matches no sweep tag: the parent run file must be used
+    folder.mkdir()
+    (folder / "mlflow_parent_run.txt").write_text(store.parent_b + "\n")
+    assert main([str(folder), "--tracking-uri", store.uri, "--no-log"]) == 0
+    table = pd.read_csv(folder / "report.csv")
+    assert list(table["pool_size"]) == [2, 10]
+    assert (folder / "metric_vs_pool_size.png").is_file()
+
+
+def test_cli_on_a_sweep_folder_without_parent_file_uses_its_name(store, tmp_path):
+    folder = tmp_path / "sweep-a"
+    folder.mkdir()
+    assert main([str(folder), "--tracking-uri", store.uri, "--no-log"]) == 0
+    assert list(pd.read_csv(folder / "report.csv")["n_runs"]) == [3, 3, 3]
+
+
+def test_cli_fails_with_one_clear_line_on_an_unknown_target(store, tmp_path):
+    result = run_cli("no-such-sweep", "--tracking-uri", store.uri, cwd=tmp_path, module="hyperexp.report")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no runs match 'no-such-sweep'" in lines[0], result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cli_does_not_create_a_store_that_is_not_there(tmp_path, capsys):
+    assert main(["sweep-a", "--tracking-uri", f"sqlite:///{tmp_path / 'missing.db'}"]) == 1
+    assert "no MLflow store" in capsys.readouterr().err
+    assert not (tmp_path / "missing.db").exists()
