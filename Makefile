@@ -8,7 +8,7 @@ PORT   ?= 5000
 HOST   ?= 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep ui test test-slow smoke bench clean
+.PHONY: help install train sweep report ui test test-slow smoke bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,parallel,slurm]'
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project with its test tools
@@ -26,6 +26,9 @@ train: $(STAMP)  ## the default run (simulated experiment, published recipe); Hy
 
 sweep: $(STAMP)  ## a multirun; default: the three data variants of the paper
 	$(PY) -m hyperexp.train -m $(or $(ARGS),data=subject1,subject2,hyperaligned)
+
+report: $(STAMP)  ## comparison report of a sweep: make report TARGET=outputs/multirun/<date>/<time>
+	$(PY) -m hyperexp.report $(TARGET)
 
 ui: $(STAMP)  ## MLflow UI over runs/ on http://$(HOST):$(PORT)
 	@echo "MLflow UI: http://$(HOST):$(PORT)  (Ctrl-C stops it)"

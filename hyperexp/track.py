@@ -58,7 +58,9 @@ def setup_experiment(uri: str, experiment: str, artifact_root: str | None = None
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
-    location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+    # A tracking server chooses where artifacts go; a local store keeps them under artifact_root.
+    remote = uri.startswith(("http://", "https://", "databricks"))
+    location = Path(artifact_root).resolve().as_uri() if artifact_root and not remote else None
     try:
         return client.create_experiment(experiment, artifact_location=location)
     except mlflow.exceptions.MlflowException:

@@ -96,7 +96,7 @@ def train_decoder(
 
     After each epoch the test loss and ``test_metrics(prediction, target)`` (cheap device-side
     scalars) are recorded. ``on_log(epoch, history)`` runs after epochs ``log_every,
-    2*log_every, ...`` and after the last one, with all values so far copied to the host.
+    2*log_every, ...``, after the last one and at a stop, with all values so far on the host.
 
     Checkpoints (model, optimizer, shuffling RNG and metrics so far) go to ``on_checkpoint``
     every ``checkpoint_every`` epochs, and when ``should_stop()`` turns true, which ends
@@ -174,12 +174,12 @@ def train_decoder(
                 record(epoch, test_metrics(prediction, t_test))
         bar.update(1)
         done = epoch + 1
-        if done % log_every == 0 or done == epochs:
+        stop = should_stop is not None and should_stop() and done < epochs
+        if done % log_every == 0 or done == epochs or stop:
             sync(done)
             bar.set_postfix(train=f"{history.train_loss[epoch]:.4f}", test=f"{history.test_loss[epoch]:.4f}")
             if on_log is not None:
                 on_log(done, history)
-        stop = should_stop is not None and should_stop() and done < epochs
         if on_checkpoint is not None and ((checkpoint_every and done % checkpoint_every == 0) or stop):
             on_checkpoint(checkpoint(done))
         if stop:
