@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import mlflow
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
 
@@ -49,11 +50,19 @@ def tracking_uri(uri: str) -> str:
 def setup_experiment(uri: str, experiment: str, artifact_root: str | None = None) -> str:
     """Point MLflow at ``uri`` and return the id of ``experiment``, creating it if needed.
 
-    Several jobs may create the same experiment at once: if creation loses the race, the
-    experiment the winner created is used.
+    Processes that open a new SQLite store at once race on creating its schema ("database is
+    locked", half-made tables), so the first opening of a SQLite store holds a file lock beside
+    it. Several jobs may also create the same experiment at once: the loser uses the winner's.
     """
     uri = tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        with FileLock(uri[len("sqlite:///") :] + ".lock"):
+            return _get_or_create_experiment(uri, experiment, artifact_root)
+    return _get_or_create_experiment(uri, experiment, artifact_root)
+
+
+def _get_or_create_experiment(uri: str, experiment: str, artifact_root: str | None) -> str:
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is not None:

@@ -86,15 +86,15 @@ def test_sigint_ends_the_run_killed_and_resume_matches_an_uninterrupted_run(tmp_
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-m", "hyperexp.train", *LONG, "hydra.run.dir=first"],
                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    client, deadline = None, time.monotonic() + 180
-    while True:  # wait until training is under way (metrics reach the store)
+    log, deadline = tmp_path / "first" / "train.log", time.monotonic() + 180
+    while not (log.exists() and "MLflow run" in log.read_text()):  # the store exists from here on
         assert process.poll() is None, process.communicate()[1][-3000:]
         assert time.monotonic() < deadline
-        if (tmp_path / "runs" / "mlflow.db").exists():
-            client = store(tmp_path)
-            runs = runs_of(client)
-            if runs and client.get_metric_history(runs[0].info.run_id, "train_loss"):
-                break
+        time.sleep(0.5)
+    client = store(tmp_path)
+    (run,) = runs_of(client)
+    while not client.get_metric_history(run.info.run_id, "train_loss"):  # training is under way
+        assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
@@ -131,3 +131,17 @@ def test_resume_refuses_a_different_config(tmp_path):
                      "hydra.run.dir=second", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1
     assert "config differs from the run's in trainer.seed" in result.stderr
+
+
+def _open_fresh_store(folder: str) -> str:
+    from hyperexp.track import setup_experiment
+
+    return setup_experiment(f"sqlite:///{folder}/mlflow.db", "race")
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_do_not_race(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=4) as pool:
+        ids = list(pool.map(_open_fresh_store, [str(tmp_path)] * 4))
+    assert len(set(ids)) == 1

@@ -51,7 +51,8 @@ class MXNetAdam(torch.optim.Adam):
     """
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 fused: bool | None = None):
+                 fused: bool = True):
+        # fused: one kernel per step on CPU and CUDA; PyTorch's CPU default (foreach) is ~3x slower here
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)
         for group in self.param_groups:
             group["mxnet_eps"], group["mxnet_step"] = eps, 0  # kept in param_groups: saved with state_dict
