@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ log = logging.getLogger("hyperexp")
 
 SWEEP_FILE = "mlflow_sweep.json"
 PARENT_FILE = "mlflow_parent_run.txt"  # the parent run id alone, for tools that want just that
+FAILED_FILE = "job_failed.json"  # written into a job's folder when it fails
 SEED_KEYS = ("trainer.seed", "seed", "data.simulation.seed")  # replicates, not conditions
 
 
@@ -48,6 +50,16 @@ def job_group(job_overrides: list[str], keys: list[str]) -> str:
 def read_sweep_file(sweep_dir: str | Path) -> dict | None:
     path = Path(sweep_dir) / SWEEP_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def record_failed_job(job_dir: str | Path, job_num: int, overrides: list[str], message: str) -> None:
+    (Path(job_dir) / FAILED_FILE).write_text(json.dumps({"job": job_num, "overrides": overrides, "error": message}))
+
+
+def failed_jobs(sweep_dir: str | Path) -> list[dict]:
+    """Failures recorded by jobs of a sweep (in any process), by job number."""
+    records = [json.loads(path.read_text()) for path in Path(sweep_dir).glob(f"*/{FAILED_FILE}")]
+    return sorted(records, key=lambda record: record["job"])
 
 
 class MlflowSweepCallback(Callback):
@@ -83,13 +95,21 @@ class MlflowSweepCallback(Callback):
 
             records = collect_runs(client.tracking_uri, parent_run_id=parent_id)
             paths = write_report(records, sweep_dir)
+            failures = failed_jobs(sweep_dir)
+            if failures:
+                lines = ["", "## Jobs that failed", ""]
+                lines += [f"- job {f['job']} (`{' '.join(f['overrides'])}`): {f['error']}" for f in failures]
+                with paths["markdown"].open("a") as report:
+                    report.write("\n".join(lines) + "\n")
             log_report_to_run(parent_id, paths)
-            failed = [r for r in records if r.status != "FINISHED"]
-            for run in failed:
-                log.error("sweep job failed: run %s (%s) ended %s", run.run_id, run.group, run.status)
-            log.info("sweep report: %s", paths.get("markdown", sweep_dir))
-            status = RunStatus.FAILED if failed or not records else RunStatus.FINISHED
+            log.info("sweep report: %s", paths["markdown"])
         except Exception as error:  # the sweep's results stay in MLflow; say why the report is missing
             log.error("sweep report failed: %s: %s", type(error).__name__, error)
-            status = RunStatus.FAILED
-        client.set_terminated(parent_id, RunStatus.to_string(status))
+            records, failures = [], failed_jobs(sweep_dir)
+        for failure in failures:
+            log.error("sweep job %d failed (%s): %s", failure["job"], " ".join(failure["overrides"]), failure["error"])
+        failed = failures or [r for r in records if r.status != "FINISHED"] or not records
+        client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
+        if failures:
+            print(f"hyperexp: {len(failures)} sweep job(s) failed; see {sweep_dir / 'report.md'}", file=sys.stderr)
+            sys.exit(1)

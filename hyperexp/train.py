@@ -27,7 +27,7 @@ from hyperexp.decode.trainer import History, StopRequested, resolve_device, trai
 from hyperexp.evaluate import cheap_latent_metrics, final_metrics, image_metrics
 from hyperexp.evaluate.grids import comparison_grid
 from hyperexp.generate import render, to_uint8
-from hyperexp.sweep import job_group, read_sweep_file
+from hyperexp.sweep import job_group, read_sweep_file, record_failed_job
 from hyperexp.track import MetricBuffer, flatten, git_commit, log_params, setup_experiment, tracked_run
 
 log = logging.getLogger("hyperexp")
@@ -215,20 +215,30 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
     stop = GracefulStop()
     stop.install()
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    output_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         return run(cfg, output_dir, should_stop=stop)
-    except ValueError as error:  # bad input or settings: one clear line, no traceback
-        log.error("%s", error)
-        print(f"hyperexp: error: {error}", file=sys.stderr)
-        sys.exit(1)
     except StopRequested as stopped:
         run_id = mlflow.last_active_run().info.run_id if mlflow.last_active_run() else "<run id>"
         print(f"hyperexp: stopped after epoch {stopped.epoch}; continue with trainer.resume={run_id}", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:
+        bad_input = isinstance(error, ValueError)  # bad input or settings: one clear line, no traceback
+        message = str(error) if bad_input else f"{type(error).__name__}: {error}"
+        if hydra_cfg.mode.name == "MULTIRUN":
+            # Record the failure and let the sweep go on; its end reports every failed job.
+            log.error("job %d failed: %s", hydra_cfg.job.num, message, exc_info=not bad_input)
+            record_failed_job(output_dir, hydra_cfg.job.num, list(hydra_cfg.overrides.task), message)
+            return None
+        if not bad_input:
+            raise
+        log.error("%s", message)
+        print(f"hyperexp: error: {message}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -100,3 +100,17 @@ def test_run_reports_final_latent_image_and_attribute_metrics(single_run):
     similarity = client.get_metric_history(run.info.run_id, "latent_similarity")
     assert len(similarity) == 12  # cheap metric every epoch
     assert len(client.get_metric_history(run.info.run_id, "preview_ssim")) == 3  # every log_every epochs
+
+
+def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
+    result = run_cli("-m", *TINY, "trainer.epochs=3,0,2", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "1 sweep job(s) failed" in result.stderr
+    runs = runs_of(store(tmp_path))
+    (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FAILED"
+    assert sorted(r.data.params["trainer.epochs"] for r in children) == ["2", "3"]  # the jobs after it ran
+    assert all(r.info.status == "FINISHED" for r in children)
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    assert "## Jobs that failed" in report and "trainer.epochs=0" in report and "must be a positive integer" in report
