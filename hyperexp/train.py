@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from hyperexp.artifacts import save_final_artifacts
 from hyperexp.data import DecodingData, Simulation, load_subjects, prepare, select_subjects
 from hyperexp.decode import fit_closed_form
-from hyperexp.decode.model import l2_loss
+from hyperexp.decode.model import FeatureMatchingLoss, l2_loss
 from hyperexp.decode.trainer import History, StopRequested, resolve_device, train_decoder
 from hyperexp.evaluate import cheap_latent_metrics, final_metrics, image_metrics
 from hyperexp.evaluate.grids import comparison_grid
@@ -177,6 +177,8 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
         else:
             model = instantiate(cfg.decoder, in_features=x_train.shape[1], out_features=t_train.shape[1]).to(device)
             optimizer = instantiate(cfg.optimizer.factory)(model.parameters())
+            feature_loss = trainer_cfg.feature_loss
+            loss_fn = FeatureMatchingLoss(generator, feature_loss.layer, feature_loss.weight) if feature_loss.weight else l2_loss
             checkpoint_path = output_dir / "checkpoints" / "last.pt"
 
             def save_checkpoint(state: dict) -> None:
@@ -189,7 +191,7 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
                 model, optimizer, x_train, t_train, x_test, t_test,
                 epochs=trainer_cfg.epochs, batch_size=trainer_cfg.batch_size, seed=trainer_cfg.seed,
                 log_every=trainer_cfg.log_every, on_log=on_log, test_metrics=cheap_latent_metrics,
-                progress=trainer_cfg.progress, checkpoint_every=trainer_cfg.checkpoint_every,
+                progress=trainer_cfg.progress, checkpoint_every=trainer_cfg.checkpoint_every, loss_fn=loss_fn,
                 on_checkpoint=save_checkpoint, resume_from=resumed, should_stop=should_stop,
             )  # fmt: skip
 

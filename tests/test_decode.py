@@ -130,3 +130,39 @@ def test_stop_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
     torch.testing.assert_close(resumed.weight, straight.weight, rtol=0, atol=0)
     torch.testing.assert_close(history.test_loss, straight_history.test_loss, rtol=0, atol=0)
     torch.testing.assert_close(history.train_loss, straight_history.train_loss, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_feature_loss_through_the_generator_decreases_and_reaches_the_decoder(layer):
+    from hyperexp.decode.model import FeatureMatchingLoss
+    from hyperexp.generate.facesketch import FaceSketch
+
+    torch.manual_seed(0)
+    generator = FaceSketch(latent_dim=32, size=16)
+    x_train, _, x_test, _ = make_problem(d=8)
+    mixing = torch.randn(40, 32, generator=torch.Generator().manual_seed(1)) / 40**0.5
+    t_train, t_test = x_train @ mixing, x_test @ mixing
+    loss_fn = FeatureMatchingLoss(generator, layer=layer, weight=1.0)
+    model = LinearDecoder(40, 32)
+    before = loss_fn.feature_term(model(x_test), t_test).item()
+    optimizer = MXNetAdam(model.parameters(), lr=1e-2)
+    history = train_decoder(model, optimizer, x_train, t_train, x_test, t_test, epochs=15, batch_size=10,
+                            loss_fn=loss_fn, progress=False)  # fmt: skip
+    assert loss_fn.feature_term(model(x_test), t_test).item() < 0.7 * before
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert all(not p.requires_grad for p in generator.parameters())
+    with pytest.raises(ValueError, match="weight must be > 0"):
+        FeatureMatchingLoss(generator, layer=layer, weight=0.0)
+
+
+def test_feature_loss_works_with_the_pggan_hidden_layers():
+    from hyperexp.decode.model import FeatureMatchingLoss
+    from hyperexp.generate.pggan import build_pggan
+
+    torch.manual_seed(0)
+    generator = build_pggan(random_init=True, device="cpu")
+    loss_fn = FeatureMatchingLoss(generator, layer=0, weight=0.5)
+    prediction = torch.randn(2, 512, requires_grad=True)
+    loss = loss_fn(prediction, torch.randn(2, 512))
+    loss.backward()
+    assert loss.item() > 0 and prediction.grad.abs().sum() > 0

@@ -29,7 +29,7 @@ class Simulation:
     n_test: int = 36
     latent_dim: int = 512
     repeats: int = 14
-    noise: float = 2.0  # trial noise sd; the shared signal has unit variance per voxel
+    noise: float = 1.0  # trial noise sd; the shared signal has unit variance per voxel
     seed: int = 0
 
     def __post_init__(self):

@@ -63,3 +63,30 @@ class MXNetAdam(torch.optim.Adam):
             group["mxnet_step"] += 1  # a host-side count: reading PyTorch's step tensor would sync a GPU
             group["eps"] = group["mxnet_eps"] / math.sqrt(1.0 - group["betas"][1] ** group["mxnet_step"])
         return super().step(closure)
+
+
+class FeatureMatchingLoss(nn.Module):
+    """Latent L2 loss plus ``weight`` x the mean squared difference of the generator's layer
+    ``layer`` activations for predicted and true latents (the published paper's suggestion).
+
+    The generator is frozen; gradients flow through it into the predicted latents only.
+    """
+
+    def __init__(self, generator: nn.Module, layer: int, weight: float):
+        super().__init__()
+        if weight <= 0:
+            raise ValueError(f"trainer.feature_loss.weight must be > 0 to use the feature loss, got {weight}")
+        self.generator, self.layer, self.weight = generator, layer, weight
+        for parameter in generator.parameters():
+            parameter.requires_grad_(False)
+
+    def features(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.generator(latents, layer=self.layer)
+
+    def feature_term(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target_features = self.features(target)
+        return torch.mean((self.features(prediction) - target_features) ** 2)
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return l2_loss(prediction, target) + self.weight * self.feature_term(prediction, target)

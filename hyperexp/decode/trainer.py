@@ -169,7 +169,8 @@ def train_decoder(
         model.eval()
         with torch.no_grad():
             prediction = model(x_test)
-            record(epoch, {"train_loss": epoch_sum / n_train, "test_loss": loss_fn(prediction, t_test)})
+            # test_loss is the latent L2 loss whatever the training objective, so runs compare
+            record(epoch, {"train_loss": epoch_sum / n_train, "test_loss": l2_loss(prediction, t_test)})
             if test_metrics is not None:
                 record(epoch, test_metrics(prediction, t_test))
         bar.update(1)
