@@ -42,7 +42,7 @@ def test_subjects_share_stimuli_but_differ_in_responses(small_subjects):
 
 
 def test_test_trials_average_repeats_so_they_are_less_noisy():
-    params = dict(n_subjects=1, n_voxels=200, n_train=400, n_test=400, latent_dim=16, repeats=16, seed=1)
+    params = dict(n_subjects=1, n_voxels=200, n_train=400, n_test=400, latent_dim=24, repeats=16, seed=1)
     noisy = simulate_experiment(Simulation(noise=1.0, **params))[0]
     clean = simulate_experiment(Simulation(noise=0.0, **params))[0]  # same draws, noise scaled to 0
     train_noise = np.var(noisy.x_train - clean.x_train)
@@ -51,7 +51,7 @@ def test_test_trials_average_repeats_so_they_are_less_noisy():
 
 
 def test_responses_are_linearly_decodable(small_subjects):
-    subject = simulate_experiment(Simulation(n_subjects=1, n_voxels=300, n_train=400, n_test=50, latent_dim=16, noise=1.0))[0]
+    subject = simulate_experiment(Simulation(n_subjects=1, n_voxels=300, n_train=400, n_test=50, latent_dim=24, noise=1.0))[0]
     design = np.c_[subject.x_train, np.ones(len(subject.x_train))]
     weights = np.linalg.lstsq(design, subject.t_train, rcond=None)[0]
     predicted = np.c_[subject.x_test, np.ones(len(subject.x_test))] @ weights
@@ -63,3 +63,21 @@ def test_bad_simulation_parameters_are_refused():
         Simulation(n_voxels=0)
     with pytest.raises(ValueError, match="noise"):
         Simulation(noise=float("nan"))
+
+
+def test_visual_gain_makes_the_face_attributes_easier_to_decode():
+    import torch
+
+    from hyperexp.generate.facesketch import FaceSketch
+
+    def attribute_correlation(gain):
+        params = dict(n_subjects=1, n_voxels=300, n_train=300, n_test=100, latent_dim=64, noise=2.0, visual_gain=gain)
+        subject = simulate_experiment(Simulation(**params))[0]
+        design = np.c_[subject.x_train, np.ones(len(subject.x_train))]
+        weights = np.linalg.lstsq(design, subject.t_train, rcond=1e-6)[0]
+        predicted = np.c_[subject.x_test, np.ones(len(subject.x_test))] @ weights
+        project = FaceSketch(latent_dim=64).attributes
+        true, pred = (project(torch.as_tensor(z, dtype=torch.float32)).numpy() for z in (subject.t_test, predicted))
+        return np.mean([np.corrcoef(true[:, i], pred[:, i])[0, 1] for i in range(true.shape[1])])
+
+    assert attribute_correlation(1.0) > attribute_correlation(0.0) + 0.05

@@ -1,7 +1,8 @@
 """The embedded simulated experiment: published-format files with known ground truth.
 
 Per stimulus a latent z ~ N(0, I) is drawn. All subjects share one latent-to-voxel tuning
-(a random linear map); each subject's cortex holds that response under its own functional
+(a random linear map), plus, scaled by ``visual_gain``, a tuning to the face's visible
+attributes as the default facesketch stimulus model (seed 0) draws them; each subject's cortex holds that response under its own functional
 topography (a random orthogonal remix of voxels: a permutation followed by rotations of voxel
 pairs, the kind of difference Procrustes hyperalignment undoes), with its own voxel offsets and
 gains, plus trial noise. A test trial is the average of ``repeats`` noisy presentations, so test
@@ -19,6 +20,7 @@ import numpy as np
 from filelock import FileLock
 
 from hyperexp.data.files import SubjectData, save_subject_dat
+from hyperexp.generate.facesketch import FaceSketch
 
 
 @dataclass(frozen=True)
@@ -29,15 +31,17 @@ class Simulation:
     n_test: int = 36
     latent_dim: int = 512
     repeats: int = 14
-    noise: float = 1.0  # trial noise sd; the shared signal has unit variance per voxel
+    noise: float = 2.0  # trial noise sd; the latent-driven signal has unit variance per voxel
+    visual_gain: float = 0.5  # extra response to what the face looks like (facesketch's attributes)
     seed: int = 0
 
     def __post_init__(self):
         for name in ("n_subjects", "n_voxels", "n_train", "n_test", "latent_dim", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"simulation.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.noise >= 0:
-            raise ValueError(f"simulation.noise must be >= 0, got {self.noise}")
+        for name in ("noise", "visual_gain"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"simulation.{name} must be >= 0, got {getattr(self, name)}")
 
     def key(self) -> str:
         """A short content key: the same parameters give the same files."""
@@ -67,6 +71,13 @@ def simulate_experiment(simulation: Simulation | None = None, **overrides) -> li
     t_test = rng.standard_normal((sim.n_test, sim.latent_dim))
     tuning = rng.standard_normal((sim.latent_dim, sim.n_voxels)) / np.sqrt(sim.latent_dim)
     signal_train, signal_test = t_train @ tuning, t_test @ tuning
+    if sim.visual_gain > 0:
+        # Cortex responds to what the face looks like: the stimulus model's visible attributes
+        # (most latent directions change nothing visible) drive voxels through a tuning of their own.
+        attributes = FaceSketch(latent_dim=sim.latent_dim).projection.double().numpy()
+        visual_tuning = rng.standard_normal((attributes.shape[1], sim.n_voxels)) / np.sqrt(attributes.shape[1])
+        signal_train += sim.visual_gain * (t_train @ attributes) @ visual_tuning
+        signal_test += sim.visual_gain * (t_test @ attributes) @ visual_tuning
 
     subjects = []
     for _ in range(sim.n_subjects):
