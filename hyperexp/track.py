@@ -7,6 +7,7 @@ The default store is SQLite (``runs/mlflow.db``) with artifacts under ``runs/art
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 import traceback
@@ -38,13 +39,16 @@ def tracking_uri(uri: str) -> str:
     """Make a SQLite URI absolute (``sqlite:///runs/mlflow.db`` is relative to the current folder)
     and create its folder; other URIs pass unchanged."""
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = Path(uri[len(prefix) :]).resolve()
+    if not uri.startswith(prefix):
+        return uri
+    path = Path(uri[len(prefix) :]).resolve()
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return prefix + str(path)
-    if uri.startswith(prefix):
-        Path(uri[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
-    return uri
+    except OSError as error:
+        raise ValueError(f"{path.parent}: cannot create the tracking store's folder ({error.strerror})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{path}: the tracking store is not writable")
+    return prefix + str(path)
 
 
 def setup_experiment(uri: str, experiment: str, artifact_root: str | None = None) -> str:
@@ -56,10 +60,14 @@ def setup_experiment(uri: str, experiment: str, artifact_root: str | None = None
     """
     uri = tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:///"):
+    if not uri.startswith("sqlite:///"):
+        return _get_or_create_experiment(uri, experiment, artifact_root)
+    try:
         with FileLock(uri[len("sqlite:///") :] + ".lock"):
             return _get_or_create_experiment(uri, experiment, artifact_root)
-    return _get_or_create_experiment(uri, experiment, artifact_root)
+    except (OSError, mlflow.exceptions.MlflowException) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{uri[len('sqlite:///'):]}: cannot open the tracking store ({first_line[:300]})") from None
 
 
 def _get_or_create_experiment(uri: str, experiment: str, artifact_root: str | None) -> str:

@@ -16,6 +16,7 @@ import hydra
 import mlflow
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,6 +53,17 @@ class GracefulStop:
 
     def __call__(self) -> bool:
         return self.requested
+
+
+def build(node: DictConfig, *args, **kwargs):
+    """``hydra.utils.instantiate``, re-raising a target's own ValueError (bad input such as a
+    corrupt weights file) unwrapped, so it reaches the user as one line."""
+    try:
+        return instantiate(node, *args, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ValueError):
+            raise error.__cause__ from None
+        raise
 
 
 def check_trainer_config(trainer: DictConfig) -> None:
@@ -131,7 +143,9 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
     check_trainer_config(trainer_cfg)
     device = resolve_device(trainer_cfg.device)
     data = load_data(cfg, device)
-    generator = instantiate(generator_cfg.model).to(device).eval()
+    if "solver" not in cfg.optimizer and trainer_cfg.batch_size > len(data.x_train):
+        raise ValueError(f"trainer.batch_size={trainer_cfg.batch_size} is larger than the training set ({len(data.x_train)} trials)")
+    generator = build(generator_cfg.model).to(device).eval()
     if generator.latent_dim != data.t_train.shape[1]:
         raise ValueError(f"the generator takes {generator.latent_dim}-d latents, the data have {data.t_train.shape[1]}-d")
 
@@ -169,14 +183,14 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
             metrics.flush()
 
         if "solver" in cfg.optimizer:
-            model, solver_info = fit_closed_form(instantiate(cfg.optimizer.solver), data.x_train, data.t_train)
+            model, solver_info = fit_closed_form(build(cfg.optimizer.solver), data.x_train, data.t_train)
             model = model.to(device)
             history = evaluate_once(model, x_train, t_train, x_test, t_test)
             metrics.add(solver_info, 1)
             on_log(1, history)
         else:
-            model = instantiate(cfg.decoder, in_features=x_train.shape[1], out_features=t_train.shape[1]).to(device)
-            optimizer = instantiate(cfg.optimizer.factory)(model.parameters())
+            model = build(cfg.decoder, in_features=x_train.shape[1], out_features=t_train.shape[1]).to(device)
+            optimizer = build(cfg.optimizer.factory)(model.parameters())
             feature_loss = trainer_cfg.feature_loss
             loss_fn = FeatureMatchingLoss(generator, feature_loss.layer, feature_loss.weight) if feature_loss.weight else l2_loss
             checkpoint_path = output_dir / "checkpoints" / "last.pt"

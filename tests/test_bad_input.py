@@ -1,0 +1,149 @@
+"""Table-driven: every kind of bad input, through the real CLI, gives one clear line naming the
+problem, a non-zero exit, no MLflow run left RUNNING and no half-written output."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hyperexp.data.files import SubjectData, save_subject_dat
+from hyperexp.generate.mxnet_params import save_params
+from tests.conftest import run_cli
+from tests.test_train_e2e import runs_of, store
+
+BASE = ["experiment=smoke", "trainer.progress=false", "trainer.epochs=2", "trainer.log_every=1", "hydra.run.dir=out"]
+
+
+def subject(seed=0, n_train=40, n_test=6, voxels=64, dim=512, latents_seed=0):
+    rng, latents = np.random.default_rng(seed), np.random.default_rng(latents_seed)
+    return SubjectData(rng.standard_normal((n_train, voxels), dtype=np.float32), latents.standard_normal((n_train, dim), dtype=np.float32),
+                       rng.standard_normal((n_test, voxels), dtype=np.float32), latents.standard_normal((n_test, dim), dtype=np.float32))  # fmt: skip
+
+
+class Malicious:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def good_folder(root: Path) -> list[str]:
+    for k in (1, 2):
+        save_subject_dat(root / "data" / f"data_{k}.dat", subject(seed=k))
+    return ["data.source=files", f"data.root={root / 'data'}"]
+
+
+def write(root: Path, name: str, payload: bytes) -> None:
+    (root / "data").mkdir(exist_ok=True)
+    (root / "data" / name).write_bytes(payload)
+
+
+def case_missing_folder(root):
+    return ["data.source=files", f"data.root={root / 'nowhere'}"], "data folder does not exist"
+
+
+def case_missing_file(root):
+    return [*good_folder(root), "data=subject", "data.subject=3"], "data_3.dat: no such data file"
+
+
+def case_truncated_pickle(root):
+    args = good_folder(root)
+    path = root / "data" / "data_1.dat"
+    path.write_bytes(path.read_bytes()[:500])
+    return args, "data_1.dat: not a readable data pickle"
+
+
+def case_malicious_pickle(root):
+    args = good_folder(root)
+    write(root, "data_1.dat", pickle.dumps((Malicious(), [], [], [])))
+    return args, "refused to unpickle global"
+
+
+def case_wrong_tuple_length(root):
+    args = good_folder(root)
+    write(root, "data_1.dat", pickle.dumps((np.zeros((3, 4)),) * 3))
+    return args, "expected a tuple (X_tr, T_tr, X_te, T_te), got 3"
+
+
+def case_trial_counts_differ_across_subjects(root):
+    args = good_folder(root)
+    save_subject_dat(root / "data" / "data_2.dat", subject(seed=2, n_train=39))
+    return [*args, "data=average"], "39 train trials, but"
+
+
+def case_latents_differ_across_subjects(root):
+    args = good_folder(root)
+    save_subject_dat(root / "data" / "data_2.dat", subject(seed=2, latents_seed=9))
+    return [*args, "data=hyperaligned"], "latents differ"
+
+
+def case_wrong_latent_size(root):
+    save_subject_dat(root / "data" / "data_1.dat", subject(dim=64))
+    return ["data.source=files", f"data.root={root / 'data'}"], "the generator takes 512-d latents, the data have 64-d"
+
+
+def case_nan(root):
+    args = good_folder(root)
+    bad = subject(seed=1)
+    bad.x_test[2, 5] = np.nan
+    save_subject_dat(root / "data" / "data_1.dat", bad)
+    return args, "x_test has 1 non-finite values"
+
+
+def case_corrupt_params(root):
+    path = root / "generator.params"
+    save_params(path, {"1.weight": np.zeros((8192, 512), np.float32)})
+    path.write_bytes(path.read_bytes()[:100000])
+    return ["generator=pggan", f"generator.model.weights={path}"], "generator.params"
+
+
+def case_mismatched_params(root):
+    path = root / "generator.params"
+    save_params(path, {"1.weight": np.zeros((4, 4), np.float32)})
+    return ["generator=pggan", f"generator.model.weights={path}"], "generator.params"
+
+
+def case_no_generator_weights(root):
+    return ["generator=pggan"], "generator.model.weights"
+
+
+def case_unknown_option(root):
+    return ["trainer.nosuch=1"], "nosuch"
+
+
+def case_zero_epochs(root):
+    return ["trainer.epochs=0"], "trainer.epochs must be a positive integer"
+
+
+def case_negative_batch_size(root):
+    return ["trainer.batch_size=-3"], "trainer.batch_size must be a positive integer"
+
+
+def case_batch_larger_than_training_set(root):
+    return ["trainer.batch_size=100000"], "trainer.batch_size=100000 is larger than the training set"
+
+
+def case_unwritable_runs(root):
+    (root / "runs").write_text("a file where the store's folder should be")
+    return [], "cannot create the tracking store's folder"
+
+
+CASES = {name[5:]: case for name, case in globals().items() if name.startswith("case_")}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input(tmp_path, name):
+    args, message = CASES[name](tmp_path)
+    result = run_cli(*BASE, *args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    if name != "unknown_option":  # Hydra's own message for a key that does not exist
+        errors = [line for line in result.stderr.splitlines() if line.startswith("hyperexp: error:")]
+        assert len(errors) == 1 and message in errors[0]
+    if (tmp_path / "runs" / "mlflow.db").is_file():
+        assert all(r.info.status != "RUNNING" for r in runs_of(store(tmp_path)))
+    assert not (tmp_path / "out" / "artifacts").exists()
+    assert not (tmp_path / "pwned").exists()
