@@ -114,3 +114,24 @@ def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
     assert all(r.info.status == "FINISHED" for r in children)
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "## Jobs that failed" in report and "trainer.epochs=0" in report and "must be a positive integer" in report
+
+
+@pytest.mark.slow
+def test_feature_loss_run_with_torch_compile(tmp_path):
+    result = run_cli(*TINY, "trainer.epochs=3", "trainer.feature_loss.weight=0.5", "trainer.feature_loss.layer=1",
+                     "trainer.compile=true", "generator.model.size=32", "hydra.run.dir=out", cwd=tmp_path, timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = runs_of(store(tmp_path))
+    assert run.info.status == "FINISHED" and run.data.params["trainer.compile"] == "True"
+
+
+def test_feature_loss_and_closed_form_runs(tmp_path):
+    feature = run_cli(*TINY, "trainer.epochs=3", "trainer.feature_loss.weight=0.5", "hydra.run.dir=a", cwd=tmp_path)
+    assert feature.returncode == 0, feature.stderr[-3000:]
+    ridge = run_cli(*TINY, "optimizer=ridge", "hydra.run.dir=b", cwd=tmp_path)
+    assert ridge.returncode == 0, ridge.stderr[-3000:]
+    runs = {r.info.run_name: r for r in runs_of(store(tmp_path))}
+    assert set(runs) == {"subject1-adam", "subject1-ridge"}
+    assert all(r.info.status == "FINISHED" for r in runs.values())
+    assert runs["subject1-ridge"].data.metrics["ridge_alpha"] > 0
+    assert "final/latent_similarity" in runs["subject1-ridge"].data.metrics
