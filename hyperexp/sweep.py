@@ -10,6 +10,7 @@ FINISHED, or FAILED if any job failed.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import sys
@@ -52,6 +53,12 @@ def read_sweep_file(sweep_dir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _close_if_running(tracking_uri: str, run_id: str) -> None:
+    client = MlflowClient(tracking_uri)
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+
+
 def record_failed_job(job_dir: str | Path, job_num: int, overrides: list[str], message: str) -> None:
     (Path(job_dir) / FAILED_FILE).write_text(json.dumps({"job": job_num, "overrides": overrides, "error": message}))
 
@@ -81,6 +88,8 @@ class MlflowSweepCallback(Callback):
                   "experiment_id": experiment_id}  # fmt: skip
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(record, indent=2))
         (sweep_dir / PARENT_FILE).write_text(parent.info.run_id + "\n")
+        # If the sweep is interrupted, Hydra skips on_multirun_end: do not leave the parent RUNNING.
+        atexit.register(_close_if_running, MlflowClient().tracking_uri, parent.info.run_id)
         log.info("sweep %s: MLflow parent run %s", sweep_id, parent.info.run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

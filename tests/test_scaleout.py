@@ -145,3 +145,20 @@ def test_processes_opening_a_new_sqlite_store_at_once_do_not_race(tmp_path):
     with ProcessPoolExecutor(max_workers=4) as pool:
         ids = list(pool.map(_open_fresh_store, [str(tmp_path)] * 4))
     assert len(set(ids)) == 1
+
+
+def test_an_interrupted_sweep_leaves_no_run_running(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "hyperexp.train", "-m", *LONG, "data=subject1,subject2",
+                                "hydra.sweep.dir=sweep"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    log, deadline = tmp_path / "sweep" / "0" / "train.log", time.monotonic() + 180
+    while not (log.exists() and "MLflow run" in log.read_text()):
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    statuses = {r.data.tags.get("sweep_role", "job"): r.info.status for r in runs_of(store(tmp_path))}
+    assert statuses == {"parent": "KILLED", "job": "KILLED"}
