@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -167,9 +168,11 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
         preview = slice(0, min(trainer_cfg.preview_trials, len(t_test)))
         preview_stimuli = render(generator, t_test[preview], generator_cfg.batch_size, generator_cfg.preview_size)
         logged_epochs = resumed["epoch"] if resumed else 0
+        logging_seconds = 0.0
 
         def on_log(epoch: int, history: History) -> None:
-            nonlocal logged_epochs
+            nonlocal logged_epochs, logging_seconds
+            started = time.perf_counter()
             for index in range(logged_epochs, epoch):
                 metrics.add(history.at(index), index + 1)
             logged_epochs = epoch
@@ -181,7 +184,9 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
                 preview_metrics = image_metrics((preview_stimuli + 1) / 2, (images.clamp(-1, 1) + 1) / 2)
                 metrics.add({f"preview_{name}": value for name, value in preview_metrics.items()}, epoch)
             metrics.flush()
+            logging_seconds += time.perf_counter() - started
 
+        fit_started = time.perf_counter()
         if "solver" in cfg.optimizer:
             model, solver_info = fit_closed_form(build(cfg.optimizer.solver), data.x_train, data.t_train)
             model = model.to(device)
@@ -212,6 +217,7 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
                 on_checkpoint=save_checkpoint, resume_from=resumed, should_stop=should_stop,
             )  # fmt: skip
 
+        fit_seconds = time.perf_counter() - fit_started
         with torch.no_grad():
             predicted = model(x_test)
         stimuli = render(generator, t_test, generator_cfg.batch_size)
@@ -223,6 +229,9 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
         last = history.epochs_done - 1
         results.update(final_test_loss=float(history.test_loss[last]), final_train_loss=float(history.train_loss[last]))
         metrics.add({f"final/{name}": value for name, value in results.items()}, history.epochs_done)
+        # What the periodic logging (grids, preview metrics, metric uploads) cost within the fit
+        metrics.add({"timing/fit_seconds": fit_seconds, "timing/logging_seconds": logging_seconds,
+                     "timing/logging_fraction": logging_seconds / fit_seconds}, history.epochs_done)  # fmt: skip
         metrics.flush()
         save_final_artifacts(output_dir / "artifacts", stimuli, reconstructions, predicted, model, history)
         mlflow.log_artifacts(str(output_dir / "artifacts"))

@@ -135,3 +135,5 @@ def test_feature_loss_and_closed_form_runs(tmp_path):
     assert all(r.info.status == "FINISHED" for r in runs.values())
     assert runs["subject1-ridge"].data.metrics["ridge_alpha"] > 0
     assert "final/latent_similarity" in runs["subject1-ridge"].data.metrics
+    adam = runs["subject1-adam"].data.metrics
+    assert 0 < adam["timing/logging_seconds"] < adam["timing/fit_seconds"]
