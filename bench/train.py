@@ -20,7 +20,8 @@ from hyperexp.data.simulate import Simulation, simulate_experiment
 from hyperexp.data.variants import prepare
 from hyperexp.decode.model import LinearDecoder, MXNetAdam
 from hyperexp.decode.solvers import ridge_cv
-from hyperexp.decode.trainer import resolve_device, train_decoder
+from hyperexp.decode.trainer import train_decoder
+from hyperexp.device import resolve_device
 
 
 def synchronize(device: torch.device) -> None:

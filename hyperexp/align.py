@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hyperexp.device import resolve_device
+
 # The Gram route (eigh of Z Z.T) loses about eps * cond(Z)^2 relative accuracy; above this bound an
 # SVD of Z is taken instead (float64: cond(Z) up to ~670; float32: always the SVD).
 _GRAM_MAX_RELATIVE_ERROR = 1e-10
@@ -181,12 +183,6 @@ def fit_and_map(factor: SubjectFactor, target: Tensor) -> Tensor:
     """Procrustes-fit a source onto ``target`` (n, p_t) and return its mapped training rows."""
     space = TargetSpace.of(target)
     return map_training_rows(factor, fit_procrustes(factor, space), space)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _checked_array(data, what: str) -> np.ndarray:

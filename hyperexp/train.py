@@ -25,7 +25,8 @@ from hyperexp.artifacts import save_final_artifacts
 from hyperexp.data import DecodingData, Simulation, load_subjects, prepare, select_subjects
 from hyperexp.decode import fit_closed_form
 from hyperexp.decode.model import FeatureMatchingLoss, l2_loss
-from hyperexp.decode.trainer import History, StopRequested, resolve_device, train_decoder
+from hyperexp.decode.trainer import History, StopRequested, train_decoder
+from hyperexp.device import resolve_device
 from hyperexp.evaluate import cheap_latent_metrics, final_metrics, image_metrics
 from hyperexp.evaluate.grids import comparison_grid
 from hyperexp.generate import render, to_uint8
@@ -167,6 +168,7 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
         metrics = MetricBuffer(run_id)
         preview = slice(0, min(trainer_cfg.preview_trials, len(t_test)))
         preview_stimuli = render(generator, t_test[preview], generator_cfg.batch_size, generator_cfg.preview_size)
+        preview_stimuli_uint8 = to_uint8(preview_stimuli)  # the top row of every preview grid
         logged_epochs = resumed["epoch"] if resumed else 0
         logging_seconds = 0.0
 
@@ -179,7 +181,7 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
             with torch.no_grad():
                 predicted = model(x_test[preview])
             images = render(generator, predicted, generator_cfg.batch_size, generator_cfg.preview_size)
-            mlflow.log_image(comparison_grid(to_uint8(preview_stimuli), to_uint8(images)), key="reconstructions", step=epoch)
+            mlflow.log_image(comparison_grid(preview_stimuli_uint8, to_uint8(images)), key="reconstructions", step=epoch)
             if len(images) >= 2:  # identification needs two trials
                 preview_metrics = image_metrics((preview_stimuli + 1) / 2, (images.clamp(-1, 1) + 1) / 2)
                 metrics.add({f"preview_{name}": value for name, value in preview_metrics.items()}, epoch)

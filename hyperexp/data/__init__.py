@@ -6,6 +6,7 @@ them into decoder inputs by data variant (subject / average / hyperaligned) and 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from hyperexp.data.files import DataFileError, SubjectData, load_subject, subject_file
@@ -41,7 +42,7 @@ def load_subjects(
     if source == "simulated":
         simulation = simulation or Simulation()
         if max(subjects) > simulation.n_subjects:
-            simulation = Simulation(**{**simulation.__dict__, "n_subjects": max(subjects)})
+            simulation = replace(simulation, n_subjects=max(subjects))
         folder = ensure_simulated_files(simulation, cache_dir)
     elif source == "files":
         if root is None:

@@ -16,15 +16,6 @@ from tqdm.auto import tqdm
 from hyperexp.decode.model import LinearDecoder, l2_loss
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"trainer.device={device} but CUDA is not available (use auto or cpu)")
-    return torch.device(device)
-
-
 @torch.no_grad()
 def linear_l2_step(model: LinearDecoder, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Write the gradients of ``l2_loss(model(x), t)`` into the preallocated ``.grad`` tensors and

@@ -49,7 +49,7 @@ def render(
     1024x1024 generator never hold more than one full-resolution batch in memory.
     """
     device = generator_device(generator)
-    latents = torch.as_tensor(np.asarray(latents) if not torch.is_tensor(latents) else latents)
+    latents = torch.as_tensor(latents)
     batches = []
     for start in range(0, len(latents), batch_size):
         z = latents[start : start + batch_size].to(device=device, dtype=torch.float32)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hyperexp.device import resolve_device
 from hyperexp.generate.mxnet_params import load_params, replace_atomically
 
 __all__ = [
@@ -340,15 +341,6 @@ class PGGANGenerator(nn.Module):
         return self
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return resolved
-
-
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -372,7 +364,7 @@ def build_pggan(
         raise ValueError("set either generator.model.weights or generator.model.random_init=true, not both")
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     on_cuda = torch_device.type == "cuda"
     if not on_cuda and (dtype != "float32" or tf32):
         raise ValueError(f"dtype={dtype!r} and tf32 are CUDA-only options; on {torch_device} use float32")
