@@ -8,7 +8,7 @@ PORT   ?= 5000
 HOST   ?= 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report ui test test-slow smoke bench clean
+.PHONY: help install train sweep report ui test test-slow lint smoke bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,10 @@ ui: $(STAMP)  ## MLflow UI over runs/ on http://$(HOST):$(PORT)
 
 test: $(STAMP)  ## the test suite (excludes tests marked slow)
 	$(PY) -m pytest
+
+lint: $(STAMP)  ## ruff: style and formatting (what CI checks)
+	$(VENV)/bin/ruff check hyperexp tests bench
+	$(VENV)/bin/ruff format --check hyperexp tests bench
 
 test-slow: $(STAMP)  ## only the slow tests (full-size generator, longer runs)
 	$(PY) -m pytest -m slow

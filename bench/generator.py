@@ -47,8 +47,10 @@ def best_seconds_per_image(runs: dict[str, tuple], repeats: int, device: torch.d
 
 def bench_cpu(batch_sizes: list[int], repeats: int) -> None:
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"CPU: torch {torch.__version__}, {torch.get_num_threads()} threads, best of {repeats} rounds after a "
-          f"warm-up; load average before: {load} (other processes slow these timings)")  # fmt: skip
+    print(
+        f"CPU: torch {torch.__version__}, {torch.get_num_threads()} threads, best of {repeats} rounds after a "
+        f"warm-up; load average before: {load} (other processes slow these timings)"
+    )
     generator = build_pggan(random_init=True, device="cpu")
     plain = build_pggan(random_init=True, device="cpu", channels_last=False)
     runs = {f"batch {batch}": (generator, batch) for batch in batch_sizes}
@@ -89,8 +91,11 @@ def bench_cuda(batch_sizes: list[int], repeats: int) -> None:
         runs = {batch: (generator, batch) for batch in batch_sizes}
         rates = {batch: 1 / seconds for batch, seconds in best_seconds_per_image(runs, repeats, cuda).items()}
         best = max(rates, key=rates.get)
-        print(f"  {dtype}{' tf32' if tf32 else ''}: " + ", ".join(f"batch {b} {r:.1f}" for b, r in rates.items())
-              + f" images/s (best: batch {best})")  # fmt: skip
+        print(
+            f"  {dtype}{' tf32' if tf32 else ''}: "
+            + ", ".join(f"batch {b} {r:.1f}" for b, r in rates.items())
+            + f" images/s (best: batch {best})"
+        )
         del generator, runs
         torch.cuda.empty_cache()
 

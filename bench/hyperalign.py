@@ -101,7 +101,9 @@ def run_worker(implementation: str, folder: Path, name: str) -> None:
     for k, y in enumerate(mapped):
         np.save(out / f"y{k}.npy", y)
     np.save(out / "common.npy", common)
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss_before, "threads": threads}))
+    print(
+        json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss_before, "threads": threads})
+    )
 
 
 def relative_difference(result: np.ndarray, reference: np.ndarray) -> float:
@@ -126,11 +128,14 @@ def main() -> None:
 
     from hyperexp.data.simulate import simulate_experiment
 
-    subjects = simulate_experiment(n_subjects=args.subjects, n_voxels=args.voxels, n_train=args.train,
-                                   n_test=args.test, seed=args.seed)  # fmt: skip
+    subjects = simulate_experiment(
+        n_subjects=args.subjects, n_voxels=args.voxels, n_train=args.train, n_test=args.test, seed=args.seed
+    )
     stacked = [np.vstack([s.x_test, s.x_train]).astype(np.float64) for s in subjects]
-    print(f"{len(stacked)} subjects x {stacked[0].shape[0]} samples x {stacked[0].shape[1]} voxels"
-          f" (simulated, seed {args.seed}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"{len(stacked)} subjects x {stacked[0].shape[0]} samples x {stacked[0].shape[1]} voxels"
+        f" (simulated, seed {args.seed}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     env = dict(os.environ)
     if args.threads:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -153,16 +158,20 @@ def main() -> None:
     stats = dict(runs)
     labels = {"dense": "dense-SVD (NumPy)", "fast-1": "hyperexp, 1st run", "fast-2": "hyperexp, 2nd run"}
     for name, stat in runs:
-        print(f"{labels[name]:18s}: {stat['seconds']:8.2f} s   peak RSS {stat['peak_rss_mb']:6.0f} MB"
-              f" (after imports + data: {stat['rss_before_mb']:.0f} MB)")  # fmt: skip
+        print(
+            f"{labels[name]:18s}: {stat['seconds']:8.2f} s   peak RSS {stat['peak_rss_mb']:6.0f} MB"
+            f" (after imports + data: {stat['rss_before_mb']:.0f} MB)"
+        )
     slower_fast = max(stats["fast-1"]["seconds"], stats["fast-2"]["seconds"])
     print(f"speed-up (dense / slower hyperexp run): {stats['dense']['seconds'] / slower_fast:.1f} x")
     for name in ("fast-1", "fast-2"):
         mapped = max(relative_difference(f, d) for f, d in zip(outputs[name], outputs["dense"]))
         average = relative_difference(np.mean(outputs[name], axis=0), np.mean(outputs["dense"], axis=0))
         common = relative_difference(commons[name], commons["dense"])
-        print(f"max relative difference to dense ({labels[name]}): mapped subjects {mapped:.2e},"
-              f" average {average:.2e}, common space {common:.2e}")  # fmt: skip
+        print(
+            f"max relative difference to dense ({labels[name]}): mapped subjects {mapped:.2e},"
+            f" average {average:.2e}, common space {common:.2e}"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 

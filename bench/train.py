@@ -56,8 +56,9 @@ def hyperexp_seconds_per_epoch(x, t, epochs: int, device) -> float:
     train_decoder(model, optimizer, x, t, x[:36], t[:36], epochs=1, batch_size=30, progress=False)  # warm-up
     synchronize(device)
     start = time.perf_counter()
-    train_decoder(model, optimizer, x, t, x[:36], t[:36], epochs=epochs, batch_size=30, log_every=epochs,
-                  progress=False)  # fmt: skip
+    train_decoder(
+        model, optimizer, x, t, x[:36], t[:36], epochs=epochs, batch_size=30, log_every=epochs, progress=False
+    )
     synchronize(device)
     return (time.perf_counter() - start) / epochs
 

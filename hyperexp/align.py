@@ -41,8 +41,8 @@ those directions are dropped (mapped to zero) here too.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -130,7 +130,7 @@ class TargetSpace:
     gram: Tensor | None
 
     @classmethod
-    def of(cls, target: Tensor) -> "TargetSpace":
+    def of(cls, target: Tensor) -> TargetSpace:
         rows = to_mean_free_coordinates(target)
         gram = rows @ rows.T if rows.shape[1] >= rows.shape[0] else None
         return cls(rows, target.mean(dim=0), gram)
@@ -207,8 +207,10 @@ def _checked_datasets(datasets) -> list[np.ndarray]:
     n_samples = arrays[0].shape[0]
     for k, array in enumerate(arrays):
         if array.shape[0] != n_samples:
-            raise ValueError(f"subject {k}: {array.shape[0]} samples, but subject 0 has {n_samples}"
-                             " (all subjects need the same samples)")  # fmt: skip
+            raise ValueError(
+                f"subject {k}: {array.shape[0]} samples, but subject 0 has {n_samples}"
+                " (all subjects need the same samples)"
+            )
         if array.shape[0] < 2:
             raise ValueError(f"subject {k}: needs at least 2 samples, got {array.shape[0]}")
         if not np.any(array != array[0]):
@@ -233,7 +235,7 @@ class Hyperalignment:
         self.device = device
         self.dtype = dtype
 
-    def fit(self, datasets: Sequence[np.ndarray]) -> "Hyperalignment":
+    def fit(self, datasets: Sequence[np.ndarray]) -> Hyperalignment:
         self._fit(datasets)
         return self
 
@@ -249,12 +251,16 @@ class Hyperalignment:
         if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)):
             raise ValueError(f"subject must be an integer index, got {subject!r}")
         if not 0 <= subject < n_subjects:
-            raise ValueError(f"subject {subject} is out of range: fitted on {n_subjects} subjects (0..{n_subjects - 1})")
+            raise ValueError(
+                f"subject {subject} is out of range: fitted on {n_subjects} subjects (0..{n_subjects - 1})"
+            )
         array = _checked_array(rows, f"rows of subject {subject}")
         factor = self._factors[subject]
         if array.shape[1] != factor.mean.shape[0]:
-            raise ValueError(f"rows of subject {subject}: {array.shape[1]} voxels, but subject {subject}"
-                             f" was fitted with {factor.mean.shape[0]}")  # fmt: skip
+            raise ValueError(
+                f"rows of subject {subject}: {array.shape[1]} voxels, but subject {subject}"
+                f" was fitted with {factor.mean.shape[0]}"
+            )
         centered = torch.tensor(array, dtype=self.dtype, device=self._device) - factor.mean
         # (x - mean) @ Q with Q applied from its Householder reflectors; Q's first r columns span the row space
         reflectors, tau = factor.qr_reflectors[:, : factor.basis_size], factor.qr_tau[: factor.basis_size]

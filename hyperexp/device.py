@@ -14,3 +14,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} requested but CUDA is not available (use auto or cpu)")
     return resolved
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's parameters or buffers (CPU for a module that has neither)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")

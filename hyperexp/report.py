@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,11 +67,17 @@ def _record(run: Run) -> RunRecord:
         pool_size = len([s for s in tags["subjects"].split(",") if s.strip()])
     metrics = {k[len(FINAL_PREFIX) :]: v for k, v in run.data.metrics.items() if k.startswith(FINAL_PREFIX)}
     return RunRecord(
-        run_id=run.info.run_id, group=tags.get("group") or NO_GROUP, seed=seed, pool_size=pool_size,
-        status=run.info.status, metrics=metrics, run_name=run.info.run_name or "",
-        start_time=run.info.start_time or 0, parent_run_id=tags.get("mlflow.parentRunId"),
+        run_id=run.info.run_id,
+        group=tags.get("group") or NO_GROUP,
+        seed=seed,
+        pool_size=pool_size,
+        status=run.info.status,
+        metrics=metrics,
+        run_name=run.info.run_name or "",
+        start_time=run.info.start_time or 0,
+        parent_run_id=tags.get("mlflow.parentRunId"),
         error=tags.get("error", "").splitlines()[0] if tags.get("error") else "",
-    )  # fmt: skip
+    )
 
 
 def _quoted(value: str) -> str:
@@ -84,7 +90,7 @@ def check_store(tracking_uri: str) -> None:
     """A SQLite URI must name an existing file: MLflow would otherwise create an empty store."""
     prefix = "sqlite:///"
     if tracking_uri.startswith(prefix) and not Path(tracking_uri[len(prefix) :]).is_file():
-        raise FileNotFoundError(f"no MLflow store at {Path(tracking_uri[len(prefix):]).resolve()}")
+        raise FileNotFoundError(f"no MLflow store at {Path(tracking_uri[len(prefix) :]).resolve()}")
 
 
 def collect_runs(
@@ -167,8 +173,11 @@ def summary_table(records: Sequence[RunRecord], metrics: Sequence[str] | None = 
     rows = []
     for group, members in _groups(records).items():
         finished = [r for r in members if r.finished]
-        row: dict[str, object] = {"group": group, "pool_size": _group_pool_size(finished or members),
-                                  "n_runs": len(finished)}  # fmt: skip
+        row: dict[str, object] = {
+            "group": group,
+            "pool_size": _group_pool_size(finished or members),
+            "n_runs": len(finished),
+        }
         for metric in metrics:
             values = np.array([r.metrics[metric] for r in finished if metric in r.metrics], dtype=float)
             row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
@@ -218,7 +227,9 @@ def _colours(groups: Sequence[str]) -> dict[str, tuple]:
     return {group: cmap(index % cmap.N) for index, group in enumerate(groups)}
 
 
-def plot_metrics_by_group(table: pd.DataFrame, records: Sequence[RunRecord], metrics: Sequence[str], path: Path) -> Path:
+def plot_metrics_by_group(
+    table: pd.DataFrame, records: Sequence[RunRecord], metrics: Sequence[str], path: Path
+) -> Path:
     """Each metric's group mean ± sd, with the single runs as dots."""
     columns = min(len(metrics), 2)
     rows = math.ceil(len(metrics) / columns)
@@ -227,8 +238,15 @@ def plot_metrics_by_group(table: pd.DataFrame, records: Sequence[RunRecord], met
     positions = np.arange(len(groups))
     for index, metric in enumerate(metrics):
         axes = figure.add_subplot(rows, columns, index + 1)
-        axes.errorbar(positions, table[f"{metric}_mean"], yerr=table[f"{metric}_sd"].fillna(0),
-                      fmt="o", capsize=4, color="black", zorder=3)  # fmt: skip
+        axes.errorbar(
+            positions,
+            table[f"{metric}_mean"],
+            yerr=table[f"{metric}_sd"].fillna(0),
+            fmt="o",
+            capsize=4,
+            color="black",
+            zorder=3,
+        )
         for position, group in zip(positions, groups):
             values = [r.metrics[metric] for r in records if r.finished and r.group == group and metric in r.metrics]
             axes.plot(np.full(len(values), position + 0.12), values, ".", alpha=0.5, color="tab:blue")
@@ -282,8 +300,15 @@ def plot_metric_vs_pool_size(table: pd.DataFrame, metrics: Sequence[str], path: 
         axes = figure.add_subplot(math.ceil(len(metrics) / 2), min(len(metrics), 2), index + 1)
         for label, rows in series.items():
             rows = rows.sort_values("pool_size")
-            axes.errorbar(rows["pool_size"], rows[f"{metric}_mean"], yerr=rows[f"{metric}_sd"].fillna(0),
-                          fmt="o-", capsize=4, color=colours[label], label=label)  # fmt: skip
+            axes.errorbar(
+                rows["pool_size"],
+                rows[f"{metric}_mean"],
+                yerr=rows[f"{metric}_sd"].fillna(0),
+                fmt="o-",
+                capsize=4,
+                color=colours[label],
+                label=label,
+            )
         axes.set(title=metric, xlabel="pool size (subjects)")
         axes.set_xticks(sorted(known["pool_size"].unique()))
         if len(series) > 1:
@@ -294,9 +319,11 @@ def plot_metric_vs_pool_size(table: pd.DataFrame, metrics: Sequence[str], path: 
 
 
 def write_report(
-    records: Sequence[RunRecord], out_dir: str | Path, metrics: Sequence[str] = DEFAULT_METRICS,
+    records: Sequence[RunRecord],
+    out_dir: str | Path,
+    metrics: Sequence[str] = DEFAULT_METRICS,
     title: str = "Sweep report",
-) -> dict[str, Path]:  # fmt: skip
+) -> dict[str, Path]:
     """Write ``report.md``, ``report.csv`` (every final metric) and the figures of ``metrics``
     (those the runs logged) into ``out_dir``; returns name -> path of the files written."""
     out_dir = Path(out_dir)
@@ -313,16 +340,22 @@ def write_report(
 
     finished = [r for r in records if r.finished]
     unfinished = [r for r in records if not r.finished]
-    lines = [f"# {title}", "",
-             f"Groups: {len(table)}; finished runs: {len(finished)}; jobs not finished: {len(unfinished)}.",
-             "Cells: mean ± sd over seeds (sample sd, ddof=1); n: finished runs. "
-             "Every final metric, with separate mean/sd/n columns: [report.csv](report.csv).", ""]  # fmt: skip
+    lines = [
+        f"# {title}",
+        "",
+        f"Groups: {len(table)}; finished runs: {len(finished)}; jobs not finished: {len(unfinished)}.",
+        "Cells: mean ± sd over seeds (sample sd, ddof=1); n: finished runs. "
+        "Every final metric, with separate mean/sd/n columns: [report.csv](report.csv).",
+        "",
+    ]
     lines += [markdown_table(table, present), ""] if present else ["No finished run logged the chosen metrics.", ""]
     lines += ["## Jobs not in the statistics", ""]
     for r in unfinished:
         seed = "?" if r.seed is None else r.seed
-        lines.append(f"- `{r.run_id}` {r.run_name} (group {r.group}, seed {seed}): {r.status}"
-                     + (f": {r.error}" if r.error else ""))  # fmt: skip
+        lines.append(
+            f"- `{r.run_id}` {r.run_name} (group {r.group}, seed {seed}): {r.status}"
+            + (f": {r.error}" if r.error else "")
+        )
     lines += ["None: every job finished."] if not unfinished else []
     figures = [(name, path) for name, path in paths.items() if path.suffix == ".png"]
     lines += ["", "## Figures", ""] + [f"![{name}]({path.name})" for name, path in figures]
@@ -332,9 +365,11 @@ def write_report(
 
 
 def log_report_to_run(
-    run_id: str, paths: Mapping[str, Path] | Iterable[Path], tracking_uri: str | None = None,
+    run_id: str,
+    paths: Mapping[str, Path] | Iterable[Path],
+    tracking_uri: str | None = None,
     artifact_path: str = "report",
-) -> None:  # fmt: skip
+) -> None:
     """Attach the report files to a run (a sweep's parent run) as artifacts under ``artifact_path``."""
     client = MlflowClient(tracking_uri)
     for path in paths.values() if isinstance(paths, Mapping) else paths:
@@ -379,7 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hyperexp.report", description=__doc__.splitlines()[0])
     parser.add_argument("target", help="sweep id (the 'sweep' tag), Hydra sweep folder, or experiment name")
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
-    parser.add_argument("--out", type=Path, help="output folder (default: the sweep folder, else outputs/reports/TARGET)")
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: the sweep folder, else outputs/reports/TARGET)"
+    )
     parser.add_argument("--no-log", action="store_true", help="do not attach the report to the sweep's parent run")
     args = parser.parse_args(argv)
     try:

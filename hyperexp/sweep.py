@@ -84,8 +84,12 @@ class MlflowSweepCallback(Callback):
             run_name=f"sweep {sweep_dir.name}",
             tags={"sweep": sweep_id, "sweep_role": "parent", "swept_keys": ",".join(keys)},
         )
-        record = {"parent_run_id": parent.info.run_id, "sweep": sweep_id, "swept_keys": keys,
-                  "experiment_id": experiment_id}  # fmt: skip
+        record = {
+            "parent_run_id": parent.info.run_id,
+            "sweep": sweep_id,
+            "swept_keys": keys,
+            "experiment_id": experiment_id,
+        }
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(record, indent=2))
         (sweep_dir / PARENT_FILE).write_text(parent.info.run_id + "\n")
         # If the sweep is interrupted, Hydra skips on_multirun_end: do not leave the parent RUNNING.

@@ -11,8 +11,9 @@ import os
 import subprocess
 import time
 import traceback
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import mlflow
 from filelock import FileLock
@@ -67,7 +68,7 @@ def setup_experiment(uri: str, experiment: str, artifact_root: str | None = None
             return _get_or_create_experiment(uri, experiment, artifact_root)
     except (OSError, mlflow.exceptions.MlflowException) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{uri[len('sqlite:///'):]}: cannot open the tracking store ({first_line[:300]})") from None
+        raise ValueError(f"{uri[len('sqlite:///') :]}: cannot open the tracking store ({first_line[:300]})") from None
 
 
 def _get_or_create_experiment(uri: str, experiment: str, artifact_root: str | None) -> str:
@@ -116,8 +117,13 @@ def git_commit(folder: str | Path = ".") -> str:
     """The checked-out commit, with '-dirty' when tracked files changed; 'unknown' outside git."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                               capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
@@ -137,8 +143,9 @@ def tracked_run(
     if run_id is not None:
         run = mlflow.start_run(run_id=run_id, tags=dict(tags))
     else:
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags),
-                               parent_run_id=parent_run_id)  # fmt: skip
+        run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id
+        )
     try:
         yield run
     except KeyboardInterrupt:

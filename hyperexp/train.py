@@ -88,8 +88,14 @@ def load_data(cfg: DictConfig, device: torch.device) -> DecodingData:
         simulation=Simulation(**OmegaConf.to_container(data_cfg.simulation)),
         cache_dir=data_cfg.cache_dir,
     )
-    data = prepare(subjects, data_cfg.variant, cfg.protocol, names=[str(p) for p in paths], device=device,
-                   cache_dir=Path(data_cfg.cache_dir) / "aligned")  # fmt: skip
+    data = prepare(
+        subjects,
+        data_cfg.variant,
+        cfg.protocol,
+        names=[str(p) for p in paths],
+        device=device,
+        cache_dir=Path(data_cfg.cache_dir) / "aligned",
+    )
     data.info["subject_numbers"] = subject_numbers
     return data
 
@@ -134,8 +140,11 @@ def evaluate_once(model, x_train, t_train, x_test, t_test) -> History:
     """A one-step history for a closed-form decoder (same metric names as training)."""
     with torch.no_grad():
         prediction = model(x_test)
-        values = {"train_loss": l2_loss(model(x_train), t_train), "test_loss": l2_loss(prediction, t_test),
-                  **cheap_latent_metrics(prediction, t_test)}  # fmt: skip
+        values = {
+            "train_loss": l2_loss(model(x_train), t_train),
+            "test_loss": l2_loss(prediction, t_test),
+            **cheap_latent_metrics(prediction, t_test),
+        }
     return History({name: value.reshape(1).cpu() for name, value in values.items()}, epochs_done=1)
 
 
@@ -146,10 +155,14 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
     device = resolve_device(trainer_cfg.device)
     data = load_data(cfg, device)
     if "solver" not in cfg.optimizer and trainer_cfg.batch_size > len(data.x_train):
-        raise ValueError(f"trainer.batch_size={trainer_cfg.batch_size} is larger than the training set ({len(data.x_train)} trials)")
+        raise ValueError(
+            f"trainer.batch_size={trainer_cfg.batch_size} is larger than the training set ({len(data.x_train)} trials)"
+        )
     generator = build(generator_cfg.model).to(device).eval()
     if generator.latent_dim != data.t_train.shape[1]:
-        raise ValueError(f"the generator takes {generator.latent_dim}-d latents, the data have {data.t_train.shape[1]}-d")
+        raise ValueError(
+            f"the generator takes {generator.latent_dim}-d latents, the data have {data.t_train.shape[1]}-d"
+        )
 
     experiment_id = setup_experiment(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     resume_id = trainer_cfg.resume
@@ -181,7 +194,9 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
             with torch.no_grad():
                 predicted = model(x_test[preview])
             images = render(generator, predicted, generator_cfg.batch_size, generator_cfg.preview_size)
-            mlflow.log_image(comparison_grid(preview_stimuli_uint8, to_uint8(images)), key="reconstructions", step=epoch)
+            mlflow.log_image(
+                comparison_grid(preview_stimuli_uint8, to_uint8(images)), key="reconstructions", step=epoch
+            )
             if len(images) >= 2:  # identification needs two trials
                 preview_metrics = image_metrics((preview_stimuli + 1) / 2, (images.clamp(-1, 1) + 1) / 2)
                 metrics.add({f"preview_{name}": value for name, value in preview_metrics.items()}, epoch)
@@ -199,7 +214,11 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
             model = build(cfg.decoder, in_features=x_train.shape[1], out_features=t_train.shape[1]).to(device)
             optimizer = build(cfg.optimizer.factory)(model.parameters())
             feature_loss = trainer_cfg.feature_loss
-            loss_fn = FeatureMatchingLoss(generator, feature_loss.layer, feature_loss.weight) if feature_loss.weight else l2_loss
+            loss_fn = (
+                FeatureMatchingLoss(generator, feature_loss.layer, feature_loss.weight)
+                if feature_loss.weight
+                else l2_loss
+            )
             if trainer_cfg.compile and loss_fn is not l2_loss:
                 # The published recipe's analytic step has nothing to compile; a generator in the loss does.
                 loss_fn = torch.compile(loss_fn)
@@ -212,12 +231,25 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
                 mlflow.set_tag("checkpoint", str(checkpoint_path))
 
             history = train_decoder(
-                model, optimizer, x_train, t_train, x_test, t_test,
-                epochs=trainer_cfg.epochs, batch_size=trainer_cfg.batch_size, seed=trainer_cfg.seed,
-                log_every=trainer_cfg.log_every, on_log=on_log, test_metrics=cheap_latent_metrics,
-                progress=trainer_cfg.progress, checkpoint_every=trainer_cfg.checkpoint_every, loss_fn=loss_fn,
-                on_checkpoint=save_checkpoint, resume_from=resumed, should_stop=should_stop,
-            )  # fmt: skip
+                model,
+                optimizer,
+                x_train,
+                t_train,
+                x_test,
+                t_test,
+                epochs=trainer_cfg.epochs,
+                batch_size=trainer_cfg.batch_size,
+                seed=trainer_cfg.seed,
+                log_every=trainer_cfg.log_every,
+                on_log=on_log,
+                test_metrics=cheap_latent_metrics,
+                progress=trainer_cfg.progress,
+                checkpoint_every=trainer_cfg.checkpoint_every,
+                loss_fn=loss_fn,
+                on_checkpoint=save_checkpoint,
+                resume_from=resumed,
+                should_stop=should_stop,
+            )
 
         fit_seconds = time.perf_counter() - fit_started
         with torch.no_grad():
@@ -225,22 +257,38 @@ def run(cfg: DictConfig, output_dir: Path, should_stop=None) -> float:
         stimuli = render(generator, t_test, generator_cfg.batch_size)
         reconstructions = render(generator, predicted, generator_cfg.batch_size)
         results = final_metrics(
-            data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator,
-            attribute_boundaries=cfg.evaluate.attribute_boundaries, feature_extractor=cfg.evaluate.feature_extractor,
-        )  # fmt: skip
+            data.t_test,
+            predicted.cpu().numpy(),
+            stimuli,
+            reconstructions,
+            generator,
+            attribute_boundaries=cfg.evaluate.attribute_boundaries,
+            feature_extractor=cfg.evaluate.feature_extractor,
+        )
         last = history.epochs_done - 1
         results.update(final_test_loss=float(history.test_loss[last]), final_train_loss=float(history.train_loss[last]))
         metrics.add({f"final/{name}": value for name, value in results.items()}, history.epochs_done)
         # What the periodic logging (grids, preview metrics, metric uploads) cost within the fit
-        metrics.add({"timing/fit_seconds": fit_seconds, "timing/logging_seconds": logging_seconds,
-                     "timing/logging_fraction": logging_seconds / fit_seconds}, history.epochs_done)  # fmt: skip
+        metrics.add(
+            {
+                "timing/fit_seconds": fit_seconds,
+                "timing/logging_seconds": logging_seconds,
+                "timing/logging_fraction": logging_seconds / fit_seconds,
+            },
+            history.epochs_done,
+        )
         metrics.flush()
         save_final_artifacts(output_dir / "artifacts", stimuli, reconstructions, predicted, model, history)
         mlflow.log_artifacts(str(output_dir / "artifacts"))
         if (output_dir / ".hydra").is_dir():
             mlflow.log_artifacts(str(output_dir / ".hydra"), "hydra")
-        log.info("test loss %.5f, latent similarity %.4f, SSIM %.4f; outputs in %s",
-                 results["final_test_loss"], results["latent_similarity"], results["ssim"], output_dir)  # fmt: skip
+        log.info(
+            "test loss %.5f, latent similarity %.4f, SSIM %.4f; outputs in %s",
+            results["final_test_loss"],
+            results["latent_similarity"],
+            results["ssim"],
+            output_dir,
+        )
     return results["final_test_loss"]
 
 

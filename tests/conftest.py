@@ -28,5 +28,6 @@ def small_subjects(small_simulation):
 def run_cli(*args: str, cwd: Path, timeout: float = 300, module: str = "hyperexp.train") -> subprocess.CompletedProcess:
     """Run ``python -m <module> args`` in ``cwd`` (the repo's conf/ is found through the package)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

@@ -35,8 +35,13 @@ def load_case(case: str) -> dict:
     meta = json.loads((folder / "meta.json").read_text())
     count = meta["n_subjects"]
     load = lambda name: [np.load(folder / f"{name}{k + 1}.npy") for k in range(count)]  # noqa: E731
-    case_data = {"meta": meta, "X": load("X"), "y": load("y"),
-                 "avg": np.load(folder / "avg.npy"), "common": np.load(folder / "commonspace.npy")}  # fmt: skip
+    case_data = {
+        "meta": meta,
+        "X": load("X"),
+        "y": load("y"),
+        "avg": np.load(folder / "avg.npy"),
+        "common": np.load(folder / "commonspace.npy"),
+    }
     if (folder / "Xtest1.npy").exists():
         case_data["Xtest"], case_data["ytest"] = load("Xtest"), load("ytest")
     return case_data
@@ -201,8 +206,12 @@ def test_transform_sends_directions_orthogonal_to_the_training_row_space_to_zero
         orthogonal = scipy.linalg.null_space(data - mean).T  # rows v with (X - mean) @ v = 0
         assert orthogonal.shape[0] == data.shape[1] - (len(data) - 1)
         mapped = aligner.transform(k, mean + 10 * orthogonal[:5])
-        np.testing.assert_allclose(mapped, np.broadcast_to(aligner.common_space_.mean(axis=0), mapped.shape),
-                                   rtol=0, atol=1e-10 * np.abs(aligner.common_space_).max())  # fmt: skip
+        np.testing.assert_allclose(
+            mapped,
+            np.broadcast_to(aligner.common_space_.mean(axis=0), mapped.shape),
+            rtol=0,
+            atol=1e-10 * np.abs(aligner.common_space_).max(),
+        )
 
 
 def test_fewer_voxels_than_samples_maps_any_rows_like_dense():

@@ -20,8 +20,12 @@ BASE = ["experiment=smoke", "trainer.progress=false", "trainer.epochs=2", "train
 
 def subject(seed=0, n_train=40, n_test=6, voxels=64, dim=512, latents_seed=0):
     rng, latents = np.random.default_rng(seed), np.random.default_rng(latents_seed)
-    return SubjectData(rng.standard_normal((n_train, voxels), dtype=np.float32), latents.standard_normal((n_train, dim), dtype=np.float32),
-                       rng.standard_normal((n_test, voxels), dtype=np.float32), latents.standard_normal((n_test, dim), dtype=np.float32))  # fmt: skip
+    return SubjectData(
+        rng.standard_normal((n_train, voxels), dtype=np.float32),
+        latents.standard_normal((n_train, dim), dtype=np.float32),
+        rng.standard_normal((n_test, voxels), dtype=np.float32),
+        latents.standard_normal((n_test, dim), dtype=np.float32),
+    )
 
 
 class Malicious:

@@ -1,6 +1,5 @@
 """Every option of every config group composes, and the composed config builds its parts."""
 
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir

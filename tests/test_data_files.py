@@ -6,13 +6,17 @@ import pytest
 
 from hyperexp.data import load_subjects
 from hyperexp.data.convert import main as convert_main
-from hyperexp.data.files import DataFileError, SubjectData, load_subject, save_subject_dat, save_subject_npz
+from hyperexp.data.files import DataFileError, SubjectData, load_subject, save_subject_dat
 
 
 def arrays(dtype=np.float32, n_train=6, n_test=3, voxels=5, dim=4, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n_train, voxels)).astype(dtype), rng.standard_normal((n_train, dim)).astype(dtype),
-            rng.standard_normal((n_test, voxels)).astype(dtype), rng.standard_normal((n_test, dim)).astype(dtype))  # fmt: skip
+    return (
+        rng.standard_normal((n_train, voxels)).astype(dtype),
+        rng.standard_normal((n_train, dim)).astype(dtype),
+        rng.standard_normal((n_test, voxels)).astype(dtype),
+        rng.standard_normal((n_test, dim)).astype(dtype),
+    )
 
 
 def write_pickle(path, content, protocol=4):

@@ -62,8 +62,17 @@ def train(seed=0, epochs=30, log_every=10, on_log=None):
     torch.manual_seed(seed)
     model = LinearDecoder(40, 8)
     optimizer = MXNetAdam(model.parameters(), lr=1e-2, weight_decay=0.01)
-    history = train_decoder(model, optimizer, *make_problem(), epochs=epochs, batch_size=7, seed=seed,
-                            log_every=log_every, on_log=on_log, progress=False)  # fmt: skip
+    history = train_decoder(
+        model,
+        optimizer,
+        *make_problem(),
+        epochs=epochs,
+        batch_size=7,
+        seed=seed,
+        log_every=log_every,
+        on_log=on_log,
+        progress=False,
+    )
     return model, history
 
 
@@ -115,9 +124,19 @@ def test_stop_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
     optimizer = MXNetAdam(model.parameters(), lr=1e-2, weight_decay=0.01)
     epochs_seen = []
     with pytest.raises(StopRequested) as stopped:
-        train_decoder(model, optimizer, *make_problem(), epochs=30, batch_size=7, seed=0, log_every=10,
-                      progress=False, on_checkpoint=saved.append, checkpoint_every=5,
-                      should_stop=lambda: len(epochs_seen.append(1) or epochs_seen) >= 13)  # fmt: skip
+        train_decoder(
+            model,
+            optimizer,
+            *make_problem(),
+            epochs=30,
+            batch_size=7,
+            seed=0,
+            log_every=10,
+            progress=False,
+            on_checkpoint=saved.append,
+            checkpoint_every=5,
+            should_stop=lambda: len(epochs_seen.append(1) or epochs_seen) >= 13,
+        )
     assert stopped.value.epoch == 13 and [c["epoch"] for c in saved] == [5, 10, 13]
     torch.save(saved[-1], tmp_path / "last.pt")
     state = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -125,8 +144,17 @@ def test_stop_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
     torch.manual_seed(99)  # a different init: everything must come from the checkpoint
     resumed = LinearDecoder(40, 8)
     resumed_optimizer = MXNetAdam(resumed.parameters(), lr=1e-2, weight_decay=0.01)
-    history = train_decoder(resumed, resumed_optimizer, *make_problem(), epochs=30, batch_size=7, seed=0,
-                            log_every=10, progress=False, resume_from=state)  # fmt: skip
+    history = train_decoder(
+        resumed,
+        resumed_optimizer,
+        *make_problem(),
+        epochs=30,
+        batch_size=7,
+        seed=0,
+        log_every=10,
+        progress=False,
+        resume_from=state,
+    )
     torch.testing.assert_close(resumed.weight, straight.weight, rtol=0, atol=0)
     torch.testing.assert_close(history.test_loss, straight_history.test_loss, rtol=0, atol=0)
     torch.testing.assert_close(history.train_loss, straight_history.train_loss, rtol=0, atol=0)
@@ -146,8 +174,9 @@ def test_feature_loss_through_the_generator_decreases_and_reaches_the_decoder(la
     model = LinearDecoder(40, 32)
     before = loss_fn.feature_term(model(x_test), t_test).item()
     optimizer = MXNetAdam(model.parameters(), lr=1e-2)
-    history = train_decoder(model, optimizer, x_train, t_train, x_test, t_test, epochs=15, batch_size=10,
-                            loss_fn=loss_fn, progress=False)  # fmt: skip
+    history = train_decoder(
+        model, optimizer, x_train, t_train, x_test, t_test, epochs=15, batch_size=10, loss_fn=loss_fn, progress=False
+    )
     assert loss_fn.feature_term(model(x_test), t_test).item() < 0.7 * before
     assert history.train_loss[-1] < history.train_loss[0]
     assert all(not p.requires_grad for p in generator.parameters())

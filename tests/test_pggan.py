@@ -258,8 +258,16 @@ def test_hydra_config_builds_the_generator():
 
 def test_cli_renders_pngs_matching_mxnet(tmp_path, params_path, latents):
     np.save(tmp_path / "latents.npy", latents[:1].numpy())
-    result = run_cli("render", str(tmp_path / "latents.npy"), "--weights", str(params_path), "--out",
-                     str(tmp_path / "out"), cwd=tmp_path, module="hyperexp.generate")  # fmt: skip
+    result = run_cli(
+        "render",
+        str(tmp_path / "latents.npy"),
+        "--weights",
+        str(params_path),
+        "--out",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+        module="hyperexp.generate",
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["face_0000.png", "grid.png"]
     png = np.asarray(Image.open(tmp_path / "out" / "face_0000.png"))

@@ -52,9 +52,12 @@ def test_subjects_must_have_seen_the_same_stimuli(small_subjects):
 
 @pytest.mark.parametrize(
     "variant,protocol,count,message",
-    [("nonsense", "published", 1, "unknown data variant"), ("subject", "leaky", 1, "unknown protocol"),
-     ("subject", "published", 2, "takes one subject")],
-)  # fmt: skip
+    [
+        ("nonsense", "published", 1, "unknown data variant"),
+        ("subject", "leaky", 1, "unknown protocol"),
+        ("subject", "published", 2, "takes one subject"),
+    ],
+)
 def test_bad_variant_protocol_and_counts(small_subjects, variant, protocol, count, message):
     with pytest.raises(ValueError, match=message):
         prepare(small_subjects[:count], variant, protocol)
@@ -62,7 +65,9 @@ def test_bad_variant_protocol_and_counts(small_subjects, variant, protocol, coun
 
 def test_hyperaligned_published_lets_test_rows_shape_alignment_but_strict_does_not(small_subjects):
     one, two = small_subjects[0], small_subjects[1]
-    shifted = replace(two, x_test=two.x_test + np.random.default_rng(0).standard_normal(two.x_test.shape).astype(np.float32))
+    shifted = replace(
+        two, x_test=two.x_test + np.random.default_rng(0).standard_normal(two.x_test.shape).astype(np.float32)
+    )
     strict, strict_changed = (prepare([one, s], "hyperaligned", "strict") for s in (two, shifted))
     np.testing.assert_allclose(strict.x_train, strict_changed.x_train, atol=1e-6)  # test rows never reached training
     published, published_changed = (prepare([one, s], "hyperaligned", "published") for s in (two, shifted))
@@ -72,7 +77,9 @@ def test_hyperaligned_published_lets_test_rows_shape_alignment_but_strict_does_n
 def test_hyperaligned_average_beats_plain_average_in_decodability():
     from hyperexp.data.simulate import Simulation, simulate_experiment
 
-    subjects = simulate_experiment(Simulation(n_subjects=2, n_voxels=150, n_train=200, n_test=40, latent_dim=24, noise=1.5))
+    subjects = simulate_experiment(
+        Simulation(n_subjects=2, n_voxels=150, n_train=200, n_test=40, latent_dim=24, noise=1.5)
+    )
 
     def test_error(data):
         design = np.c_[data.x_train, np.ones(len(data.x_train))]

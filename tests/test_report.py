@@ -32,13 +32,23 @@ class Store:
     failed_run: str = ""
 
 
-def make_run(store: Store, experiment_id: str, start: int, tags: dict, metrics: dict, status: str = "FINISHED",
-             params: dict | None = None) -> str:  # fmt: skip
+def make_run(
+    store: Store,
+    experiment_id: str,
+    start: int,
+    tags: dict,
+    metrics: dict,
+    status: str = "FINISHED",
+    params: dict | None = None,
+) -> str:
     run_id = store.client.create_run(experiment_id, start_time=start, tags=tags).info.run_id
     logged = [Metric(f"final/{name}", value, start, EPOCHS) for name, value in metrics.items()]
     scale = 1.0 + (start // 1000) % 100 / 10  # distinct per run
     for epoch in range(1, EPOCHS + 1):
-        logged += [Metric("train_loss", scale / epoch, start, epoch), Metric("test_loss", 2 * scale / epoch, start, epoch)]
+        logged += [
+            Metric("train_loss", scale / epoch, start, epoch),
+            Metric("test_loss", 2 * scale / epoch, start, epoch),
+        ]
     store.client.log_batch(run_id, metrics=logged, params=[Param(k, v) for k, v in (params or {}).items()])
     store.client.set_terminated(run_id, status)
     return run_id
@@ -62,13 +72,25 @@ def store(tmp_path_factory) -> Store:
         for seed in SEEDS:
             values = {m: float(rng.uniform(0.1, 0.9)) for m in METRICS}
             start += 1000
-            tags = {"sweep": "sweep-a", "group": group, "seed": str(seed), "pool_size": "1", "subjects": "1",
-                    "mlflow.parentRunId": store.parent_a}  # fmt: skip
+            tags = {
+                "sweep": "sweep-a",
+                "group": group,
+                "seed": str(seed),
+                "pool_size": "1",
+                "subjects": "1",
+                "mlflow.parentRunId": store.parent_a,
+            }
             make_run(store, experiment_id, start, tags, values)
             for metric, value in values.items():
                 store.logged_a[group][metric].append(value)
-    tags = {"sweep": "sweep-a", "group": "data=hyperaligned", "seed": "3", "pool_size": "1",
-            "mlflow.parentRunId": store.parent_a, "error": "RuntimeError: out of memory\ntraceback..."}  # fmt: skip
+    tags = {
+        "sweep": "sweep-a",
+        "group": "data=hyperaligned",
+        "seed": "3",
+        "pool_size": "1",
+        "mlflow.parentRunId": store.parent_a,
+        "error": "RuntimeError: out of memory\ntraceback...",
+    }
     # an absurd value: any leak of the failed job into the statistics shows
     store.failed_run = make_run(store, experiment_id, start + 500, tags, {"latent_similarity": 100.0}, "FAILED")
     client.set_terminated(store.parent_a, "FINISHED")
@@ -77,10 +99,20 @@ def store(tmp_path_factory) -> Store:
     for n_subjects in (10, 2):
         for seed in (0, 1):
             start += 1000
-            tags = {"sweep": "sweep-b", "group": f"data.n_subjects={n_subjects}",
-                    "subjects": ",".join(map(str, range(1, n_subjects + 1))), "mlflow.parentRunId": store.parent_b}
-            make_run(store, experiment_id, start, tags, {m: float(rng.uniform()) for m in METRICS},
-                     params={"trainer.seed": str(seed)})  # fmt: skip
+            tags = {
+                "sweep": "sweep-b",
+                "group": f"data.n_subjects={n_subjects}",
+                "subjects": ",".join(map(str, range(1, n_subjects + 1))),
+                "mlflow.parentRunId": store.parent_b,
+            }
+            make_run(
+                store,
+                experiment_id,
+                start,
+                tags,
+                {m: float(rng.uniform()) for m in METRICS},
+                params={"trainer.seed": str(seed)},
+            )
     other = client.create_experiment("other", artifact_location=(folder / "other").as_uri())
     make_run(store, other, start + 1000, {"sweep": "none"}, {"latent_similarity": 0.5})
     return store

@@ -10,9 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
-import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -21,8 +19,17 @@ from tests.test_train_e2e import TINY, runs_of, store
 
 
 def test_joblib_sweep_of_8_jobs_with_4_workers_on_a_fresh_store_loses_no_run(tmp_path):
-    result = run_cli("-m", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "trainer.epochs=4",
-                     "trainer.seed=0,1,2,3", "data=subject1,subject2", "hydra.sweep.dir=sweep", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "-m",
+        *TINY,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "trainer.epochs=4",
+        "trainer.seed=0,1,2,3",
+        "data=subject1,subject2",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = runs_of(store(tmp_path))
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -31,8 +38,16 @@ def test_joblib_sweep_of_8_jobs_with_4_workers_on_a_fresh_store_loses_no_run(tmp
 
 
 def test_submitit_local_sweep_runs(tmp_path):
-    result = run_cli("-m", *TINY, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-                     "trainer.epochs=4", "data=subject1,subject2", "hydra.sweep.dir=sweep", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "-m",
+        *TINY,
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "trainer.epochs=4",
+        "data=subject1,subject2",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     children = [r for r in runs_of(store(tmp_path)) if "mlflow.parentRunId" in r.data.tags]
     assert sorted(r.data.tags["group"] for r in children) == ["data=subject1", "data=subject2"]
@@ -48,11 +63,26 @@ def free_port() -> int:
 def test_a_real_tracking_server_receives_a_full_run_over_http(tmp_path):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "served"),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "served"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -84,8 +114,14 @@ LONG = [*TINY, "trainer.epochs=300", "trainer.log_every=10", "trainer.checkpoint
 
 def test_sigint_ends_the_run_killed_and_resume_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "hyperexp.train", *LONG, "hydra.run.dir=first"],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hyperexp.train", *LONG, "hydra.run.dir=first"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log, deadline = tmp_path / "first" / "train.log", time.monotonic() + 180
     while not (log.exists() and "MLflow run" in log.read_text()):  # the store exists from here on
         assert process.poll() is None, process.communicate()[1][-3000:]
@@ -127,8 +163,14 @@ def test_resume_refuses_a_different_config(tmp_path):
     first = run_cli(*TINY, "trainer.checkpoint_every=4", "hydra.run.dir=first", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     (run,) = runs_of(store(tmp_path))
-    result = run_cli(*TINY, "trainer.checkpoint_every=4", "trainer.seed=5", f"trainer.resume={run.info.run_id}",
-                     "hydra.run.dir=second", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        *TINY,
+        "trainer.checkpoint_every=4",
+        "trainer.seed=5",
+        f"trainer.resume={run.info.run_id}",
+        "hydra.run.dir=second",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "config differs from the run's in trainer.seed" in result.stderr
 
@@ -149,9 +191,14 @@ def test_processes_opening_a_new_sqlite_store_at_once_do_not_race(tmp_path):
 
 def test_an_interrupted_sweep_leaves_no_run_running(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "hyperexp.train", "-m", *LONG, "data=subject1,subject2",
-                                "hydra.sweep.dir=sweep"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hyperexp.train", "-m", *LONG, "data=subject1,subject2", "hydra.sweep.dir=sweep"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log, deadline = tmp_path / "sweep" / "0" / "train.log", time.monotonic() + 180
     while not (log.exists() and "MLflow run" in log.read_text()):
         assert process.poll() is None, process.communicate()[1][-3000:]

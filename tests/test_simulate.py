@@ -51,7 +51,9 @@ def test_test_trials_average_repeats_so_they_are_less_noisy():
 
 
 def test_responses_are_linearly_decodable(small_subjects):
-    subject = simulate_experiment(Simulation(n_subjects=1, n_voxels=300, n_train=400, n_test=50, latent_dim=24, noise=1.0))[0]
+    subject = simulate_experiment(
+        Simulation(n_subjects=1, n_voxels=300, n_train=400, n_test=50, latent_dim=24, noise=1.0)
+    )[0]
     design = np.c_[subject.x_train, np.ones(len(subject.x_train))]
     weights = np.linalg.lstsq(design, subject.t_train, rcond=None)[0]
     predicted = np.c_[subject.x_test, np.ones(len(subject.x_test))] @ weights

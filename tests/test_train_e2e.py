@@ -39,7 +39,9 @@ def test_tiny_run_is_tracked_with_per_epoch_metrics_and_grids(single_run):
     client = store(single_run)
     (run,) = runs_of(client)
     assert run.info.status == "FINISHED"
-    train_loss = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)]
+    train_loss = [
+        m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
+    ]
     test_loss = client.get_metric_history(run.info.run_id, "test_loss")
     assert len(train_loss) == 12 and len(test_loss) == 12
     assert train_loss[-1] < train_loss[0]
@@ -53,7 +55,10 @@ def test_tiny_run_is_tracked_with_per_epoch_metrics_and_grids(single_run):
     assert {"reconstructions_grid.png", "loss_curve.png", "decoder.pt", "reconstructions", "stimuli", "hydra"} <= top
     recon = client.list_artifacts(run.info.run_id, "reconstructions")
     assert len(recon) == 12  # one PNG per test trial
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "hydra")} >= {"hydra/config.yaml", "hydra/overrides.yaml"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "hydra")} >= {
+        "hydra/config.yaml",
+        "hydra/overrides.yaml",
+    }
 
 
 def test_tiny_multirun_is_one_parent_run_with_a_child_per_job_and_a_report(tmp_path):
@@ -84,7 +89,7 @@ def test_bad_input_gives_one_line_and_leaves_no_running_run(tmp_path, override, 
     extra = ["data.source=files"] if override.startswith("data.root") else []
     result = run_cli(*TINY, override, *extra, "hydra.run.dir=out", cwd=tmp_path)
     assert result.returncode != 0
-    assert f"hyperexp: error: " in result.stderr and message in result.stderr
+    assert "hyperexp: error: " in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr
     assert all(r.info.status != "RUNNING" for r in runs_of(store(tmp_path)))
 
@@ -93,8 +98,16 @@ def test_run_reports_final_latent_image_and_attribute_metrics(single_run):
     client = store(single_run)
     (run,) = runs_of(client)
     final = {k: v for k, v in run.data.metrics.items() if k.startswith("final/")}
-    for name in ("latent_similarity", "latent_cosine", "latent_identification", "ssim", "pixel_correlation",
-                 "attribute_similarity", "attr_r/smile", "final_test_loss"):  # fmt: skip
+    for name in (
+        "latent_similarity",
+        "latent_cosine",
+        "latent_identification",
+        "ssim",
+        "pixel_correlation",
+        "attribute_similarity",
+        "attr_r/smile",
+        "final_test_loss",
+    ):
         assert f"final/{name}" in final, name
     assert 0 < final["final/latent_similarity"] <= 1 and -1 <= final["final/ssim"] <= 1
     similarity = client.get_metric_history(run.info.run_id, "latent_similarity")
@@ -118,8 +131,17 @@ def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
 
 @pytest.mark.slow
 def test_feature_loss_run_with_torch_compile(tmp_path):
-    result = run_cli(*TINY, "trainer.epochs=3", "trainer.feature_loss.weight=0.5", "trainer.feature_loss.layer=1",
-                     "trainer.compile=true", "generator.model.size=32", "hydra.run.dir=out", cwd=tmp_path, timeout=900)  # fmt: skip
+    result = run_cli(
+        *TINY,
+        "trainer.epochs=3",
+        "trainer.feature_loss.weight=0.5",
+        "trainer.feature_loss.layer=1",
+        "trainer.compile=true",
+        "generator.model.size=32",
+        "hydra.run.dir=out",
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = runs_of(store(tmp_path))
     assert run.info.status == "FINISHED" and run.data.params["trainer.compile"] == "True"
@@ -128,7 +150,9 @@ def test_feature_loss_run_with_torch_compile(tmp_path):
 def test_feature_loss_and_closed_form_runs(tmp_path):
     feature = run_cli(*TINY, "trainer.epochs=3", "trainer.feature_loss.weight=0.5", "hydra.run.dir=a", cwd=tmp_path)
     assert feature.returncode == 0, feature.stderr[-3000:]
-    ridge = run_cli(*[a for a in TINY if not a.startswith("optimizer.")], "optimizer=ridge", "hydra.run.dir=b", cwd=tmp_path)
+    ridge = run_cli(
+        *[a for a in TINY if not a.startswith("optimizer.")], "optimizer=ridge", "hydra.run.dir=b", cwd=tmp_path
+    )
     assert ridge.returncode == 0, ridge.stderr[-3000:]
     runs = {r.info.run_name: r for r in runs_of(store(tmp_path))}
     assert set(runs) == {"subject1-adam", "subject1-ridge"}

@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from hyperexp.data.files import DataFileError, SubjectData, load_subject, subject_file
-from hyperexp.data.variants import DecodingData, prepare
 from hyperexp.data.simulate import Simulation, ensure_simulated_files
+from hyperexp.data.variants import DecodingData, prepare
 
 __all__ = ["DataFileError", "DecodingData", "SubjectData", "Simulation", "load_subjects", "prepare", "select_subjects"]
 

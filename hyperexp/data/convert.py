@@ -1,6 +1,6 @@
 """Convert a published ``data_k.dat`` pickle to ``.npz`` (read safely, validated on the way).
 
-    python -m hyperexp.data.convert data_1.dat [data_1.npz]
+python -m hyperexp.data.convert data_1.dat [data_1.npz]
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     target = args.target or args.source.with_suffix(".npz")
     save_subject_npz(target, subject)
-    print(f"wrote {target}: {len(subject.x_train)} training and {len(subject.x_test)} test trials, "
-          f"{subject.n_voxels} voxels, {subject.latent_dim}-d latents")
+    print(
+        f"wrote {target}: {len(subject.x_train)} training and {len(subject.x_test)} test trials, "
+        f"{subject.n_voxels} voxels, {subject.latent_dim}-d latents"
+    )
     return 0
 
 

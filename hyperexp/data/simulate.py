@@ -57,7 +57,10 @@ def _topography(rng: np.random.Generator, n_voxels: int):
         out = responses[:, permutation].copy()
         even, odd = out[:, 0 : 2 * len(angles) : 2], out[:, 1 : 2 * len(angles) : 2]
         cos, sin = np.cos(angles), np.sin(angles)
-        out[:, 0 : 2 * len(angles) : 2], out[:, 1 : 2 * len(angles) : 2] = cos * even - sin * odd, sin * even + cos * odd
+        out[:, 0 : 2 * len(angles) : 2], out[:, 1 : 2 * len(angles) : 2] = (
+            cos * even - sin * odd,
+            sin * even + cos * odd,
+        )
         return out
 
     return remix

@@ -60,7 +60,9 @@ def check_same_stimuli(subjects: list[SubjectData], names: list[str]) -> None:
             if len(x) != len(t0):
                 raise ValueError(f"{name}: {len(x)} {split} trials, but {names[0]} has {len(t0)}")
             if t.shape != t0.shape or not np.allclose(t, t0, rtol=1e-5, atol=1e-6):
-                raise ValueError(f"{name}: {split} latents differ from {names[0]}'s (subjects must see the same stimuli)")
+                raise ValueError(
+                    f"{name}: {split} latents differ from {names[0]}'s (subjects must see the same stimuli)"
+                )
 
 
 def _hyperalign(subjects: list[SubjectData], protocol: str, device) -> tuple[np.ndarray, np.ndarray]:
@@ -108,8 +110,12 @@ def prepare(
         if cache_dir is None:
             x_train, x_test = _hyperalign(subjects, protocol, device)
         else:
-            key = content_key([a for s in subjects for a in (s.x_train, s.x_test)], protocol=protocol, method="pymvpa-defaults")
-            aligned = cached_arrays(cache_dir, key, lambda: dict(zip(("x_train", "x_test"), _hyperalign(subjects, protocol, device))))
+            key = content_key(
+                [a for s in subjects for a in (s.x_train, s.x_test)], protocol=protocol, method="pymvpa-defaults"
+            )
+            aligned = cached_arrays(
+                cache_dir, key, lambda: dict(zip(("x_train", "x_test"), _hyperalign(subjects, protocol, device)))
+            )
             x_train, x_test = aligned["x_train"], aligned["x_test"]
     else:
         voxels = {s.n_voxels for s in subjects}

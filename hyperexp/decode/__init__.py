@@ -7,7 +7,7 @@ Gradient-trained decoders (:mod:`.model`, :mod:`.trainer`) and closed-form ones
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -16,7 +16,9 @@ from hyperexp.decode.model import LinearDecoder
 from hyperexp.decode.solvers import RidgeCVResult
 
 
-def fit_closed_form(solver: Callable, x_train: np.ndarray, t_train: np.ndarray) -> tuple[LinearDecoder, dict[str, float]]:
+def fit_closed_form(
+    solver: Callable, x_train: np.ndarray, t_train: np.ndarray
+) -> tuple[LinearDecoder, dict[str, float]]:
     """Run ``solver(X, T)`` (returning ``(W, b)`` or a :class:`RidgeCVResult`) and wrap the
     solution in a float32 LinearDecoder; also returns what the solver chose (e.g. ridge alpha)."""
     solution = solver(np.asarray(x_train, dtype=np.float64), np.asarray(t_train, dtype=np.float64))

@@ -50,8 +50,15 @@ class MXNetAdam(torch.optim.Adam):
     step gives exactly MXNet's rule while keeping PyTorch's fused kernel.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 fused: bool = True):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        fused: bool = True,
+    ):
         # fused: one kernel per step on CPU and CUDA; PyTorch's CPU default (foreach) is ~3x slower here
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)
         for group in self.param_groups:

@@ -27,8 +27,8 @@ same Gram systems by Cholesky.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import scipy.linalg
@@ -97,7 +97,7 @@ class _RidgeSpectrum:
     dual: bool
 
     @classmethod
-    def from_centred(cls, design: np.ndarray, targets: np.ndarray) -> "_RidgeSpectrum":
+    def from_centred(cls, design: np.ndarray, targets: np.ndarray) -> _RidgeSpectrum:
         dual = design.shape[1] > design.shape[0]
         gram = design @ design.T if dual else design.T @ design
         # Divide-and-conquer: measured 2-10x faster than the default driver on 840 x 840.

@@ -7,8 +7,8 @@ read back only every ``sync_every`` epochs, when the caller's ``on_log`` hook ge
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm

@@ -49,7 +49,9 @@ def final_metrics(
     ``attributes``), else from InterFaceGAN boundary files; feature similarity needs a
     TorchScript feature extractor and is skipped with a log line when none is configured.
     """
-    stimuli_unit, reconstructions_unit = ((images.float().clamp(-1, 1) + 1) / 2 for images in (stimuli, reconstructions))
+    stimuli_unit, reconstructions_unit = (
+        (images.float().clamp(-1, 1) + 1) / 2 for images in (stimuli, reconstructions)
+    )
     metrics = {**latent_metrics(true_latents, predicted_latents), **image_metrics(stimuli_unit, reconstructions_unit)}
     if attribute_boundaries:
         boundaries = load_boundaries(list(attribute_boundaries), latent_dim=true_latents.shape[1])
@@ -60,8 +62,9 @@ def final_metrics(
         from hyperexp.generate.facesketch import ATTRIBUTES
 
         with torch.no_grad():
-            true_attr, pred_attr = (generator.attributes(torch.as_tensor(z)).cpu().numpy()
-                                    for z in (true_latents, predicted_latents))  # fmt: skip
+            true_attr, pred_attr = (
+                generator.attributes(torch.as_tensor(z)).cpu().numpy() for z in (true_latents, predicted_latents)
+            )
         metrics.update(attribute_metrics(true_attr, pred_attr, list(ATTRIBUTES)))
     if feature_extractor:
         extractor = load_feature_extractor(feature_extractor)

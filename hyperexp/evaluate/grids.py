@@ -16,7 +16,9 @@ def comparison_grid(stimuli: np.ndarray, reconstructions: np.ndarray, trials: li
     reconstruction, separated by ``GAP`` white pixels.
     """
     if stimuli.shape != reconstructions.shape or stimuli.ndim != 4:
-        raise ValueError(f"stimuli {stimuli.shape} and reconstructions {reconstructions.shape} must both be (N, H, W, 3)")
+        raise ValueError(
+            f"stimuli {stimuli.shape} and reconstructions {reconstructions.shape} must both be (N, H, W, 3)"
+        )
     n, height, width, _ = stimuli.shape
     trials = list(range(n)) if trials is None else trials
     canvas = Image.new("RGB", (n * (width + GAP) - GAP, LABEL_HEIGHT + 2 * height + GAP), "white")

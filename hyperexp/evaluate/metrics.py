@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -50,7 +50,9 @@ def _paired_2d(true, pred, what: str) -> tuple[np.ndarray, np.ndarray]:
     true = np.asarray(_to_numpy(true), dtype=np.float64)
     pred = np.asarray(_to_numpy(pred), dtype=np.float64)
     if true.ndim != 2 or true.shape != pred.shape:
-        raise ValueError(f"{what}: true and pred must both be (N, D) with equal shapes, got {true.shape} and {pred.shape}")
+        raise ValueError(
+            f"{what}: true and pred must both be (N, D) with equal shapes, got {true.shape} and {pred.shape}"
+        )
     if true.shape[0] < 2 or true.shape[1] == 0:
         raise ValueError(f"{what}: need at least 2 trials and 1 dimension, got shape {true.shape}")
     if not (np.all(np.isfinite(true)) and np.all(np.isfinite(pred))):

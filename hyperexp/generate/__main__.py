@@ -1,7 +1,7 @@
 """Render latents with the published PGGAN generator, or convert its weights.
 
-    python -m hyperexp.generate render latents.npy --weights generator.params --out faces/
-    python -m hyperexp.generate convert generator.params generator.safetensors
+python -m hyperexp.generate render latents.npy --weights generator.params --out faces/
+python -m hyperexp.generate convert generator.params generator.safetensors
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ def grid_image(tiles: np.ndarray) -> np.ndarray:
     rows = math.ceil(count / columns)
     padded = np.zeros((rows * columns, height, width, channels), np.uint8)
     padded[:count] = tiles
-    return padded.reshape(rows, columns, height, width, channels).swapaxes(1, 2).reshape(
-        rows * height, columns * width, channels
+    return (
+        padded.reshape(rows, columns, height, width, channels)
+        .swapaxes(1, 2)
+        .reshape(rows * height, columns * width, channels)
     )
 
 

@@ -15,11 +15,27 @@ import torch
 from torch import nn
 
 ATTRIBUTES = (
-    "face_width", "face_length", "skin_tone", "hair_darkness", "hair_length",
-    "eye_size", "eye_spacing", "eye_colour", "brow_thickness", "brow_tilt",
-    "nose_length", "nose_width", "mouth_width", "smile", "glasses",
-    "head_yaw", "head_roll", "background_hue", "background_brightness", "lip_redness",
-)  # fmt: skip
+    "face_width",
+    "face_length",
+    "skin_tone",
+    "hair_darkness",
+    "hair_length",
+    "eye_size",
+    "eye_spacing",
+    "eye_colour",
+    "brow_thickness",
+    "brow_tilt",
+    "nose_length",
+    "nose_width",
+    "mouth_width",
+    "smile",
+    "glasses",
+    "head_yaw",
+    "head_roll",
+    "background_hue",
+    "background_brightness",
+    "lip_redness",
+)
 
 
 def _lerp(low: float, high: float, attribute: torch.Tensor) -> torch.Tensor:
@@ -126,7 +142,9 @@ class FaceSketch(nn.Module):
         image = paint(image, bridge * glasses_opacity, -0.9 * torch.ones_like(skin))
 
         nose_length = _lerp(0.08, 0.2, p["nose_length"])
-        nose = self._ellipse(x, y, yaw * 1.2, 0.02 + nose_length / 2, _lerp(0.03, 0.08, p["nose_width"]), nose_length / 2)
+        nose = self._ellipse(
+            x, y, yaw * 1.2, 0.02 + nose_length / 2, _lerp(0.03, 0.08, p["nose_width"]), nose_length / 2
+        )
         image = paint(image, nose * 0.6, skin * 0.75 - 0.15)
 
         # Mouth: a band along a parabola whose curvature is the smile.

@@ -79,8 +79,7 @@ class _Cursor:
     def take(self, size: int, what: str) -> memoryview:
         if size > self.remaining:
             raise self.fail(
-                f"truncated file: {what} needs {size} bytes at offset {self.offset}, "
-                f"only {self.remaining} left"
+                f"truncated file: {what} needs {size} bytes at offset {self.offset}, only {self.remaining} left"
             )
         chunk = self.data[self.offset : self.offset + size]
         self.offset += size
@@ -135,9 +134,7 @@ def parse_params(data: bytes | bytearray | memoryview, source: str = "<bytes>") 
     cursor = _Cursor(data, source)
     magic, _reserved = cursor.unpack("<QQ", "file header")
     if magic != LIST_MAGIC:
-        raise cursor.fail(
-            f"wrong magic 0x{magic:X} (expected 0x{LIST_MAGIC:X}); not an MXNet .params file"
-        )
+        raise cursor.fail(f"wrong magic 0x{magic:X} (expected 0x{LIST_MAGIC:X}); not an MXNet .params file")
     count = cursor.u64("array count")
     # Each array needs at least 32 header bytes; reject absurd counts before looping.
     if count * 32 > cursor.remaining:
