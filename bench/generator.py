@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from hyperexp.generate.pggan import build_pggan
+from hyperexp.generate.pggan_weights import build_pggan
 
 MXNET_INFO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mxnet" / "generator" / "info.json"
 

@@ -1,6 +1,5 @@
 import torch
 
-from hyperexp.generate import render, to_uint8
 from hyperexp.generate.facesketch import ATTRIBUTES, FaceSketch
 
 
@@ -39,15 +38,3 @@ def test_differentiable_from_pixels_to_latents():
     z = latents(2).requires_grad_(True)
     model(z).mean().backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
-
-
-def test_render_batches_and_resizes_and_to_uint8_rounds_like_the_paper():
-    model = FaceSketch(size=64)
-    z = latents(5)
-    full = render(model, z, batch_size=2)
-    small = render(model, z, batch_size=2, size=16)
-    torch.testing.assert_close(full, model(z))
-    assert small.shape == (5, 3, 16, 16)
-    pixels = to_uint8(torch.tensor([-1.0, -0.999, 0.0, 0.5, 1.2]).view(1, 1, 1, 5).expand(1, 3, 1, 5))
-    assert pixels.shape == (1, 1, 5, 3)
-    assert pixels[0, 0, :, 0].tolist() == [0, 0, 128, 191, 255]

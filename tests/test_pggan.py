@@ -1,43 +1,37 @@
-"""The PyTorch PGGAN generator against MXNet 1.9.1's outputs, its weight loading and its CLI.
+"""The PyTorch PGGAN generator against MXNet 1.9.1's outputs, and its weight files.
 
-The full 1024x1024 forward costs ~1-2 s per image on a small CPU, so the default run does five:
-one batch of the four reference latents (shared by the tests) and one image through the CLI.
+The full 1024x1024 forward costs ~1-2 s per image on a small CPU, so the default run does one
+batch of the four reference latents (shared by the tests); tests/test_generate_cli.py renders one
+more image through the command line.
 """
 
 from __future__ import annotations
 
-import lzma
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from hyperexp.generate import to_uint8
-from hyperexp.generate.__main__ import grid_image, main, resize_images
-from hyperexp.generate.mxnet_params import load_params, save_params
-from hyperexp.generate.pggan import (
+from hyperexp.errors import InputError
+from hyperexp.generate.mxnet_params import load_params
+from hyperexp.generate.pggan import IMAGE_LAYER, PGGANGenerator, pixel_norm, upsample_nearest_2x
+from hyperexp.generate.pggan_weights import (
     GeneratorWeightsError,
-    PGGANGenerator,
     build_pggan,
+    convert_weights,
+    load_weights,
     map_weight_keys,
-    pixel_norm,
-    upsample_nearest_2x,
+    write_weight_file,
 )
-from tests.conftest import REPO, run_cli
-
-FIXTURES = Path(__file__).parent / "fixtures" / "mxnet" / "generator"
+from tests.conftest import REPO
+from tests.mxnet_files import GENERATOR_FIXTURES as FIXTURES
+from tests.mxnet_files import save_params, unpack_fixture_generator
 
 
 @pytest.fixture(scope="session")
 def params_path(tmp_path_factory) -> Path:
-    """The fixture generator.params, decompressed once per session."""
-    path = tmp_path_factory.mktemp("pggan") / "generator.params"
-    with lzma.open(FIXTURES / "generator.params.xz") as source, path.open("wb") as target:
-        shutil.copyfileobj(source, target)
-    return path
+    return unpack_fixture_generator(tmp_path_factory.mktemp("pggan"))
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +49,14 @@ def latents() -> torch.Tensor:
     return torch.from_numpy(np.load(FIXTURES / "latents.npy"))
 
 
+@torch.inference_mode()
+def forward(generator: PGGANGenerator, latents: torch.Tensor, layer: int = IMAGE_LAYER) -> torch.Tensor:
+    return generator(latents, layer)
+
+
 @pytest.fixture(scope="session")
 def images(generator, latents) -> torch.Tensor:
-    return generator.generate(latents, batch_size=len(latents))
+    return forward(generator, latents)
 
 
 @pytest.fixture(scope="session")
@@ -77,13 +76,13 @@ def max_abs_diff(actual: torch.Tensor, expected: np.ndarray) -> float:
 
 
 def test_layer0_matches_mxnet(generator, latents):
-    output = generator.generate(latents, layer=0)
+    output = forward(generator, latents, 0)
     # MXNet's own float32 result is 9e-6 from a float64 evaluation here (values reach 5.6).
     np.testing.assert_allclose(output.numpy(), np.load(FIXTURES / "layer0.npy"), rtol=1e-6, atol=1e-5)
 
 
 def test_layer3_matches_mxnet(generator, latents):
-    output = generator.generate(latents, layer=3)
+    output = forward(generator, latents, 3)
     assert output.shape == (4, 512, 32, 32)
     assert max_abs_diff(output[:, :, :8, :8], np.load(FIXTURES / "layer3_crop8.npy")) < 1e-4
 
@@ -121,21 +120,33 @@ def test_every_key_style_maps_to_the_same_parameters(key_table):
     assert module_keys["blocks.3.conv1.weight"] == "11.3.weight" and module_keys["to_rgb.bias"] == "16.bias"
 
 
-def test_converted_files_load_identically(tmp_path, params_path, generator, latents):
-    target = tmp_path / "generator.safetensors"
-    assert main(["convert", str(params_path), str(target)]) == 0
-    converted = build_pggan(target, device="cpu")
-    assert_same_parameters(converted, generator)
-    assert torch.equal(converted.generate(latents[:2], layer=3), generator.generate(latents[:2], layer=3))
-    assert main(["convert", str(target), str(tmp_path / "generator.pt")]) == 0
+def test_converted_files_load_identically(tmp_path, params_path, generator):
+    convert_weights(params_path, tmp_path / "generator.safetensors")
+    assert_same_parameters(build_pggan(tmp_path / "generator.safetensors", device="cpu"), generator)
+    convert_weights(tmp_path / "generator.safetensors", tmp_path / "generator.pt")
     assert_same_parameters(build_pggan(tmp_path / "generator.pt", device="cpu"), generator)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["generator.pt", "generator.safetensors"]
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "generator.pt"
+    target.write_bytes(b"old")
+
+    def interrupted_save(tensors, path):
+        Path(path).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(OSError, match="disk full"):
+        write_weight_file(target, {"1.weight": torch.zeros(1)})
+    assert target.read_bytes() == b"old" and [path.name for path in tmp_path.iterdir()] == ["generator.pt"]
 
 
 def expect_weights_error(path: Path, match: str) -> str:
     with pytest.raises(GeneratorWeightsError, match=match) as info:
         build_pggan(path, device="cpu")
     message = str(info.value)
+    assert isinstance(info.value, InputError)
     assert message.startswith(str(path)) and "\n" not in message
     return message
 
@@ -170,7 +181,7 @@ def test_misshapen_key_leaves_model_untouched(tmp_path, key_table):
     model = PGGANGenerator()
     before = {name: value.clone() for name, value in model.state_dict().items()}
     with pytest.raises(GeneratorWeightsError):
-        model.load_weights(tmp_path / "misshapen.params")
+        load_weights(model, tmp_path / "misshapen.params")
     assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
 
 
@@ -185,20 +196,33 @@ def test_unreadable_weight_files(tmp_path, key_table):
     ints = {structural: np.zeros(shape, np.int8) for structural, _, shape in key_table}
     save_params(tmp_path / "ints.params", ints)
     expect_weights_error(tmp_path / "ints.params", "non-float dtype")
+    (tmp_path / "truncated.params").write_bytes((tmp_path / "ints.params").read_bytes()[:1000])
+    with pytest.raises(InputError, match="truncated.params: truncated file"):  # a ParamsFileError
+        build_pggan(tmp_path / "truncated.params", device="cpu")
 
 
 # --- building and running -------------------------------------------------------------------
 
 
-def test_no_weights_explains_where_they_come_from():
-    with pytest.raises(ValueError, match="generator.params") as info:
-        build_pggan()
-    for part in ("Dado et al., Sci Rep 2022", "generator.model.weights=/path/generator.params"):
-        assert part in str(info.value)
-    with pytest.raises(ValueError, match="either"):
-        build_pggan("generator.params", random_init=True)
-    with pytest.raises(ValueError, match="CUDA-only"):
-        build_pggan(random_init=True, device="cpu", dtype="bfloat16")
+@pytest.mark.parametrize(
+    ("settings", "key", "fragments"),
+    [
+        (
+            {},
+            "generator.model.weights",
+            ["Dado et al., Sci Rep 2022", "generator.model.weights=/path/generator.params"],
+        ),
+        ({"weights": "generator.params", "random_init": True}, "generator.model.weights", ["not both"]),
+        ({"random_init": True, "dtype": "float64"}, "generator.model.dtype", ["float32"]),
+        ({"random_init": True, "device": "cpu", "dtype": "bfloat16"}, "generator.model.dtype", ["CUDA-only"]),
+    ],
+)
+def test_bad_settings_name_their_config_key(settings, key, fragments):
+    with pytest.raises(InputError) as info:
+        build_pggan(**settings)
+    message = str(info.value)
+    assert message.startswith(key) and "\n" not in message
+    assert all(fragment in message for fragment in fragments)
 
 
 def test_random_init_hidden_layers_and_input_checks():
@@ -249,77 +273,13 @@ def test_hydra_config_builds_the_generator():
     assert config.preview_size == 128 and config.batch_size == 4
     model = instantiate(config.model, random_init=True, device="cpu")
     assert isinstance(model, PGGANGenerator)
-    with pytest.raises(InstantiationException, match="generator.params"):
+    with pytest.raises(InstantiationException, match="generator.model.weights"):
         instantiate(config.model)
-
-
-# --- command line ---------------------------------------------------------------------------
-
-
-def test_cli_renders_pngs_matching_mxnet(tmp_path, params_path, latents):
-    np.save(tmp_path / "latents.npy", latents[:1].numpy())
-    result = run_cli(
-        "render",
-        str(tmp_path / "latents.npy"),
-        "--weights",
-        str(params_path),
-        "--out",
-        str(tmp_path / "out"),
-        cwd=tmp_path,
-        module="hyperexp.generate",
-    )
-    assert result.returncode == 0, result.stderr
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["face_0000.png", "grid.png"]
-    png = np.asarray(Image.open(tmp_path / "out" / "face_0000.png"))
-    assert png.shape == (1024, 1024, 3) and png.dtype == np.uint8
-    mxnet = to_uint8(torch.from_numpy(np.load(FIXTURES / "full_stride16.npy")[:1]))[0]
-    difference = np.abs(png[::16, ::16].astype(int) - mxnet)
-    assert difference.max() <= 1 and (difference == 0).mean() > 0.99
-    assert np.asarray(Image.open(tmp_path / "out" / "grid.png")).shape == (256, 256, 3)
-
-
-@pytest.mark.parametrize(
-    ("latents", "extra", "message"),
-    [
-        (np.zeros((2, 10), np.float32), ["--random-init"], "shape"),
-        (np.full((1, 512), np.nan, np.float32), ["--random-init"], "finite"),
-        (np.zeros((1, 512), np.float32), [], "generator.params"),
-        (np.zeros((1, 512), np.float32), ["--random-init", "--batch-size", "0"], ">= 1"),
-        (None, ["--random-init"], "cannot read latents"),
-    ],
-)
-def test_cli_render_errors_leave_no_output(tmp_path, capsys, latents, extra, message):
-    if latents is not None:
-        np.save(tmp_path / "latents.npy", latents)
-    assert main(["render", str(tmp_path / "latents.npy"), "--out", str(tmp_path / "out"), *extra]) == 1
-    error = capsys.readouterr().err
-    assert error.startswith("error:") and message in error
-    assert not (tmp_path / "out").exists()
-
-
-def test_cli_convert_errors(tmp_path, capsys):
-    save_params(tmp_path / "broken.params", {"1.weight": np.zeros(1, np.float32)})
-    assert main(["convert", str(tmp_path / "broken.params"), str(tmp_path / "out.safetensors")]) == 1
-    assert "missing keys" in capsys.readouterr().err
-    assert main(["convert", str(tmp_path / "broken.params"), str(tmp_path / "out.txt")]) == 1
-    assert ".safetensors" in capsys.readouterr().err
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.params"]
-    with pytest.raises(SystemExit):
-        main(["paint"])
-
-
-def test_image_helpers():
-    pixels = to_uint8(torch.tensor([-3.0, -1.0, 0.0, 0.5, 1.0, 2.0]).view(1, 3, 1, 2))
-    assert pixels.reshape(-1).tolist() == [0, 128, 255, 0, 191, 255]  # (N, H, W, 3) order
-    assert resize_images(torch.zeros(2, 3, 64, 64), 16).shape == (2, 3, 16, 16)
-    tiles = np.arange(5, dtype=np.uint8)[:, None, None, None].repeat(2, 1).repeat(2, 2).repeat(3, 3)
-    grid = grid_image(tiles)
-    assert grid.shape == (4, 6, 3) and grid[0, 2, 0] == 1 and grid[2, 0, 0] == 3 and grid[3, 4, 0] == 0
 
 
 @pytest.mark.slow
 def test_batch_size_does_not_change_images(generator, latents, images):
-    one_at_a_time = generator.generate(latents, batch_size=1)
+    one_at_a_time = torch.cat([forward(generator, latent[None]) for latent in latents])
     # Float32 noise only (MXNet's own batch 1 vs batch 4 difference is 2.8e-5).
     assert max_abs_diff(one_at_a_time, images.numpy()) < 1e-4
     assert max_abs_diff(one_at_a_time[:, :, ::16, ::16], np.load(FIXTURES / "full_stride16.npy")) < 1e-4

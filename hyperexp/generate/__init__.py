@@ -1,60 +1,56 @@
-"""Generators: 512-d latents -> RGB images.
+"""Generators: 512-d latents -> RGB images, and the one path from their output to images.
 
 Every generator is a ``torch.nn.Module`` whose ``forward(z)`` maps latents ``(N, latent_dim)``
 to images ``(N, 3, H, W)`` in roughly ``[-1, 1]`` (the PGGAN convention), and which exposes
 ``latent_dim``. Two are provided: :mod:`hyperexp.generate.facesketch` (the cartoon-face
 stimulus model of the simulated experiment) and :mod:`hyperexp.generate.pggan` (the published
-PGGAN, read from MXNet ``.params`` files).
+PGGAN; its weight files are :mod:`hyperexp.generate.pggan_weights`).
+
+:func:`render` is the only place where generator output becomes images: PNGs, grids and image
+metrics all use its quantised uint8 images (:func:`unit_images` for metrics that want floats).
 """
 
 from __future__ import annotations
-
-from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-class Generator(Protocol):
-    latent_dim: int
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor: ...
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) images in [-1, 1] -> (N, H, W, 3) uint8, as the published code saves them:
-    ``clip(rint(127.5 * x + 127.5), 0, 255)``."""
-    pixels = torch.clamp(torch.round(127.5 * images.detach().float() + 127.5), 0, 255)
-    return pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def generator_device(generator: torch.nn.Module) -> torch.device:
-    """The device of a generator's parameters or buffers (CPU for a parameter-free one)."""
-    for tensor in (*generator.parameters(), *generator.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+from hyperexp.device import module_device
 
 
 @torch.inference_mode()
 def render(
     generator: torch.nn.Module,
     latents: np.ndarray | torch.Tensor,
-    batch_size: int = 16,
+    batch_size: int,
     size: int | None = None,
-) -> torch.Tensor:
-    """Render latents ``(N, D)`` in batches; returns float images ``(N, 3, S, S)`` on the CPU.
+) -> np.ndarray:
+    """Render latents ``(N, D)`` in batches to uint8 images ``(N, H, W, 3)``, as the published
+    code saves them: ``clip(rint(127.5 * x + 127.5), 0, 255)``.
 
-    ``size`` downsamples each batch right after rendering (area averaging), so previews of a
-    1024x1024 generator never hold more than one full-resolution batch in memory.
+    ``size`` downsamples each batch to ``size x size`` (area averaging) right after the generator
+    and before quantising, so a 1024x1024 generator never holds more than one full batch.
     """
-    device = generator_device(generator)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = module_device(generator)
     latents = torch.as_tensor(latents)
-    batches = []
+    images = None
     for start in range(0, len(latents), batch_size):
-        z = latents[start : start + batch_size].to(device=device, dtype=torch.float32)
-        images = generator(z).float()
-        if size is not None and images.shape[-1] != size:
-            images = F.interpolate(images, size=(size, size), mode="area")
-        batches.append(images.cpu())
-    return torch.cat(batches) if batches else torch.empty(0, 3, size or 0, size or 0)
+        batch = generator(latents[start : start + batch_size].to(device=device, dtype=torch.float32)).float()
+        if size is not None and batch.shape[-2:] != (size, size):
+            batch = F.interpolate(batch, size=(size, size), mode="area")
+        pixels = torch.clamp(torch.round(127.5 * batch + 127.5), 0, 255).to(torch.uint8)
+        pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()
+        if images is None:  # the first batch tells the image size
+            images = np.empty((len(latents), *pixels.shape[1:]), np.uint8)
+        images[start : start + len(pixels)] = pixels
+    return images if images is not None else np.empty((0, size or 0, size or 0, 3), np.uint8)
+
+
+def unit_images(images: np.ndarray) -> torch.Tensor:
+    """uint8 images ``(N, H, W, 3)`` from :func:`render` -> float32 ``(N, 3, H, W)`` in [0, 1]."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise TypeError(f"expected uint8 images (N, H, W, 3) from render(), got {images.dtype} {images.shape}")
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)

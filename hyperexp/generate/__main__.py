@@ -1,6 +1,7 @@
-"""Render latents with the published PGGAN generator, or convert its weights.
+"""Render latents to PNGs with the published PGGAN or facesketch, or convert PGGAN weights.
 
-python -m hyperexp.generate render latents.npy --weights generator.params --out faces/
+python -m hyperexp.generate render latents.npy out/ --weights generator.safetensors
+python -m hyperexp.generate render latents.npy out/ --generator facesketch
 python -m hyperexp.generate convert generator.params generator.safetensors
 """
 
@@ -13,25 +14,55 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from hyperexp.generate import to_uint8
-from hyperexp.generate.mxnet_params import ParamsFileError, replace_atomically
-from hyperexp.generate.pggan import LATENT_DIM, GeneratorWeightsError, build_pggan, convert_weights
+from hyperexp.atomic import atomic_path
+from hyperexp.device import resolve_device
+from hyperexp.errors import InputError
+from hyperexp.generate import render
+from hyperexp.generate.facesketch import build_facesketch
+from hyperexp.generate.pggan_weights import WEIGHTS_SOURCE, build_pggan, convert_weights
 
 GRID_NAME = "grid.png"
+GRID_TILE = 256  # grid tiles are at most this many pixels wide
+GENERATORS = ("pggan", "facesketch")
 
 
-class CommandError(Exception):
-    """Bad input for a subcommand; reported as one ``error:`` line and exit status 1."""
+def positive_int(text: str) -> int:
+    value = int(text)  # a ValueError becomes argparse's "invalid positive_int value"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
-def resize_images(images: torch.Tensor, size: int | None) -> torch.Tensor:
-    """Resize (N, 3, H, W) to (N, 3, size, size) with antialiased bilinear filtering."""
-    if size is None or images.shape[-1] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+def load_latents(path: Path) -> np.ndarray:
+    """A ``.npy`` of shape (N, D) (or one latent (D,)) as float32, checked."""
+    try:
+        latents = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read latents ({err})") from None
+    if latents.ndim == 1:
+        latents = latents[None]
+    if latents.ndim != 2 or len(latents) == 0:
+        raise InputError(f"{path}: latents must have shape (N, D) with N >= 1, got {latents.shape}")
+    if not np.issubdtype(latents.dtype, np.number) or not np.isfinite(latents).all():
+        raise InputError(f"{path}: latents must be finite numbers")
+    return latents.astype(np.float32)
+
+
+def build_generator(args: argparse.Namespace) -> torch.nn.Module:
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as err:  # torch.device() raises RuntimeError for unknown names
+        raise InputError(f"--device: {err}") from None
+    if args.generator == "facesketch":
+        return build_facesketch().to(device)
+    if args.weights is None:
+        raise InputError(
+            f"--weights: not given; {WEIGHTS_SOURCE}. Pass --weights generator.params (or a converted "
+            ".safetensors), or render cartoon faces with --generator facesketch"
+        )
+    return build_pggan(args.weights, device=device)
 
 
 def grid_image(tiles: np.ndarray) -> np.ndarray:
@@ -48,51 +79,43 @@ def grid_image(tiles: np.ndarray) -> np.ndarray:
     )
 
 
-def write_png_atomically(path: Path, pixels: np.ndarray) -> None:
-    """Write a PNG under a temporary name and rename it, so no half-written file is left."""
-    with replace_atomically(path) as temporary:
+def grid_tile(pixels: np.ndarray) -> np.ndarray:
+    """One rendered image, box-filtered down to at most ``GRID_TILE`` pixels wide."""
+    tile = min(GRID_TILE, pixels.shape[1])
+    return np.asarray(Image.fromarray(pixels).resize((tile, tile), Image.Resampling.BOX))
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    with atomic_path(path) as temporary:
         Image.fromarray(pixels).save(temporary, format="PNG")
 
 
-def load_latents(path: Path) -> np.ndarray:
-    """A ``.npy`` of shape (N, 512) (or one latent (512,)) as float32, checked."""
-    try:
-        latents = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise CommandError(f"{path}: cannot read latents ({err})") from None
-    if latents.ndim == 1:
-        latents = latents[None]
-    if latents.ndim != 2 or latents.shape[1] != LATENT_DIM or len(latents) == 0:
-        raise CommandError(f"{path}: latents must have shape (N, {LATENT_DIM}) with N >= 1, got {latents.shape}")
-    if not np.issubdtype(latents.dtype, np.number) or not np.isfinite(latents).all():
-        raise CommandError(f"{path}: latents must be finite numbers")
-    return latents.astype(np.float32)
-
-
-def render(args: argparse.Namespace) -> None:
+def render_command(args: argparse.Namespace) -> None:
     latents = load_latents(args.latents)
-    if args.batch_size < 1 or (args.size is not None and args.size < 1) or args.grid_tile < 1:
-        raise CommandError("--batch-size, --size and --grid-tile must be >= 1")
-    generator = build_pggan(args.weights, random_init=args.random_init, device=args.device)
-    args.out.mkdir(parents=True, exist_ok=True)
+    generator = build_generator(args)
+    if latents.shape[1] != generator.latent_dim:
+        raise InputError(
+            f"{args.latents}: latents have {latents.shape[1]} dimensions, {args.generator} takes {generator.latent_dim}"
+        )
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{args.out_dir}: cannot create the output folder ({err.strerror})") from None
     digits = max(4, len(str(len(latents) - 1)))
     tiles = []
+    # One batch at a time, so 1024x1024 images never pile up in memory.
     for start in range(0, len(latents), args.batch_size):
-        images = generator.generate(latents[start : start + args.batch_size], batch_size=args.batch_size)
-        for offset, pixels in enumerate(to_uint8(resize_images(images, args.size))):
-            write_png_atomically(args.out / f"{args.prefix}{start + offset:0{digits}d}.png", pixels)
-        tiles.append(to_uint8(resize_images(images, min(args.grid_tile, args.size or images.shape[-1]))))
-    write_png_atomically(args.out / GRID_NAME, grid_image(np.concatenate(tiles)))
-    print(f"wrote {len(latents)} images and {GRID_NAME} to {args.out}")
+        images = render(generator, latents[start : start + args.batch_size], args.batch_size, args.size)
+        for offset, pixels in enumerate(images):
+            write_png(args.out_dir / f"face_{start + offset:0{digits}d}.png", pixels)
+            tiles.append(grid_tile(pixels))
+    write_png(args.out_dir / GRID_NAME, grid_image(np.stack(tiles)))
+    print(f"wrote {len(latents)} images and {GRID_NAME} to {args.out_dir}")
 
 
-def convert(args: argparse.Namespace) -> None:
-    if args.target.suffix.lower() not in (".safetensors", ".pt", ".pth"):
-        raise CommandError(f"{args.target}: output must end in .safetensors or .pt")
-    if args.target.resolve() == args.source.resolve():
-        raise CommandError("source and target are the same file")
-    convert_weights(args.source, args.target)
-    print(f"wrote {args.target}")
+def convert_command(args: argparse.Namespace) -> None:
+    convert_weights(args.source, args.destination)
+    print(f"wrote {args.destination}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,30 +123,31 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     render_parser = commands.add_parser("render", help="latents .npy (N, 512) -> PNGs and a grid")
-    render_parser.add_argument("latents", type=Path, help=".npy file of shape (N, 512)")
-    render_parser.add_argument("--weights", type=Path, help="generator.params, .safetensors or .pt")
-    render_parser.add_argument("--random-init", action="store_true", help="untrained weights (testing only)")
-    render_parser.add_argument("--out", type=Path, default=Path("generated"), help="output folder")
-    render_parser.add_argument("--batch-size", type=int, default=4)
-    render_parser.add_argument("--size", type=int, help="resize each PNG to SIZE x SIZE (default 1024)")
-    render_parser.add_argument("--grid-tile", type=int, default=256, help="grid tile size in pixels")
-    render_parser.add_argument("--prefix", default="face_", help="PNG name prefix")
-    render_parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    render_parser.set_defaults(run=render)
+    render_parser.add_argument("latents", metavar="LATENTS", type=Path, help=".npy file of shape (N, 512)")
+    render_parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="output folder (created if missing)")
+    render_parser.add_argument("--generator", choices=GENERATORS, default="pggan", help="default: pggan")
+    render_parser.add_argument("--weights", type=Path, help="PGGAN weights: generator.params, .safetensors or .pt")
+    render_parser.add_argument("--size", type=positive_int, help="downsample to SIZE x SIZE (area averaging)")
+    render_parser.add_argument("--batch-size", type=positive_int, default=4, help="latents per batch (default 4)")
+    render_parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    render_parser.set_defaults(run=render_command)
 
-    convert_parser = commands.add_parser("convert", help=".params -> .safetensors (or .pt), checked")
-    convert_parser.add_argument("source", type=Path, help="generator.params")
-    convert_parser.add_argument("target", type=Path, help="output .safetensors or .pt")
-    convert_parser.set_defaults(run=convert)
+    convert_parser = commands.add_parser("convert", help="PGGAN weights .params -> .safetensors or .pt, checked")
+    convert_parser.add_argument("source", metavar="SOURCE", type=Path, help="generator.params (or .safetensors, .pt)")
+    convert_parser.add_argument("destination", metavar="DESTINATION", type=Path, help="output .safetensors or .pt")
+    convert_parser.set_defaults(run=convert_command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "render" and args.generator == "facesketch" and args.weights is not None:
+        parser.error("--weights: facesketch takes no weights")
     try:
         args.run(args)
-    except (CommandError, ParamsFileError, GeneratorWeightsError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except InputError as err:
+        print(f"hyperexp: error: {err}", file=sys.stderr)
         return 1
     return 0
 

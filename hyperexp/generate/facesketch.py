@@ -79,9 +79,8 @@ class FaceSketch(nn.Module):
         radius = torch.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + 1e-12)
         return self._mask((radius - 1.0) * torch.minimum(rx, ry))
 
-    image_layer = 1  # forward(z, layer): 0 = the attribute values, 1 = the image
-
     def forward(self, z: torch.Tensor, layer: int = 1) -> torch.Tensor:
+        """Layer 0: the attribute values (N, 20); layer 1: the image."""
         if layer not in (0, 1):
             raise ValueError(f"facesketch layers are 0 (attributes) and 1 (image), got {layer!r}")
         a = self.attributes(z)

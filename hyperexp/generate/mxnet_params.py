@@ -1,4 +1,4 @@
-"""Read and write MXNet's NDArray-list files (``.params``) without importing MXNet.
+"""Read MXNet's NDArray-list files (``.params``) without importing MXNet.
 
 Layout (all little-endian, no padding), as written by Gluon ``save_parameters`` and
 ``mx.nd.save``:
@@ -14,32 +14,18 @@ Names are returned verbatim: structural (``8.0.weight``) or prefixed
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import secrets
 import struct
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "ParamsFileError",
-    "load_params",
-    "parse_params",
-    "encode_params",
-    "save_params",
-    "replace_atomically",
-    "LIST_MAGIC",
-    "NDARRAY_V2_MAGIC",
-    "TYPE_FLAGS",
-]
+from hyperexp.errors import InputError
 
 LIST_MAGIC = 0x112
 NDARRAY_V2_MAGIC = 0xF993FAC9
 DENSE_STORAGE = 0
-CPU_DEVICE = 1
 # MXNet's own sanity bound on rank; a larger ndim means a corrupt file.
 MAX_NDIM = 32
 
@@ -53,11 +39,10 @@ TYPE_FLAGS: dict[int, np.dtype] = {
     5: np.dtype("i1"),
     6: np.dtype("<i8"),
 }
-_FLAG_OF_DTYPE = {dtype.newbyteorder("="): flag for flag, dtype in TYPE_FLAGS.items()}
 _STORAGE_NAMES = {1: "row_sparse", 2: "csr"}
 
 
-class ParamsFileError(ValueError):
+class ParamsFileError(InputError):
     """A ``.params`` file is malformed or unsupported; the message names the file."""
 
 
@@ -160,54 +145,3 @@ def load_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except OSError as err:
         raise ParamsFileError(f"{path}: cannot read ({err.strerror or err})") from None
     return parse_params(data, str(path))
-
-
-def _encode_array(name: str, array: np.ndarray) -> bytes:
-    array = np.asarray(array)
-    flag = _FLAG_OF_DTYPE.get(array.dtype.newbyteorder("="))
-    if flag is None:
-        raise ValueError(f"{name}: dtype {array.dtype} has no MXNet type flag")
-    if array.ndim == 0:
-        raise ValueError(f"{name}: scalars cannot be stored; use shape (1,)")
-    header = struct.pack(
-        f"<IiI{array.ndim}qiii",
-        NDARRAY_V2_MAGIC,
-        DENSE_STORAGE,
-        array.ndim,
-        *array.shape,
-        CPU_DEVICE,
-        0,
-        flag,
-    )
-    return header + np.ascontiguousarray(array, dtype=TYPE_FLAGS[flag]).tobytes()
-
-
-def encode_params(params: Mapping[str, np.ndarray]) -> bytes:
-    """Serialize ``{name: array}`` in MXNet's NDArray-list format (dense, cpu)."""
-    parts = [struct.pack("<QQQ", LIST_MAGIC, 0, len(params))]
-    parts += [_encode_array(name, array) for name, array in params.items()]
-    parts.append(struct.pack("<Q", len(params)))
-    for name in params:
-        encoded = name.encode("utf-8")
-        parts.append(struct.pack("<Q", len(encoded)) + encoded)
-    return b"".join(parts)
-
-
-@contextlib.contextmanager
-def replace_atomically(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` only on success, so
-    readers never see a half-written file (and a failed write leaves nothing behind)."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def save_params(path: str | os.PathLike, params: Mapping[str, np.ndarray]) -> None:
-    """Write ``params`` as an MXNet ``.params`` file (atomically)."""
-    data = encode_params(params)
-    with replace_atomically(path) as temporary:
-        temporary.write_bytes(data)
