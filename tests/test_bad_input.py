@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from hyperexp.data.files import SubjectData, save_subject_dat
-from hyperexp.generate.mxnet_params import save_params
 from tests.conftest import run_cli
+from tests.mxnet_files import save_params
 from tests.test_train_e2e import runs_of, store
 
 BASE = ["experiment=smoke", "trainer.progress=false", "trainer.epochs=2", "trainer.log_every=1", "hydra.run.dir=out"]

@@ -1,21 +1,16 @@
-"""Every option of every config group composes, and the composed config builds its parts."""
-
+"""Every option of every config group composes, builds its part, and the schema types each key."""
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from hydra.errors import ConfigCompositionException
 
+from hyperexp.config import build, validated
+from hyperexp.errors import InputError
 from tests.conftest import REPO
 
 CONF = REPO / "conf"
-GROUPS = ["data", "decoder", "optimizer", "trainer", "generator", "tracking", "experiment"]
-OPTIONS = [
-    (group, path.stem)
-    for group in GROUPS
-    for path in sorted((CONF / group).glob("*.yaml"))
-    if not path.stem.startswith("_")
-]
+GROUPS = ["data", "decoder", "trainer", "generator", "evaluate", "tracking", "experiment"]
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
 
 
 def compose_with(*overrides: str):
@@ -23,45 +18,69 @@ def compose_with(*overrides: str):
         return compose(config_name="config", overrides=list(overrides))
 
 
-def test_each_required_group_has_options():
-    groups = {group for group, _ in OPTIONS}
-    assert groups == set(GROUPS)
+def test_each_group_has_options_and_none_is_internal():
+    assert {group for group, _ in OPTIONS} == set(GROUPS)
     assert {"subject1", "subject2", "hyperaligned", "average", "subject"} <= {o for g, o in OPTIONS if g == "data"}
+    assert {"adam", "adamw", "sgd", "ols", "ridge"} == {o for g, o in OPTIONS if g == "decoder"}
+    assert not [option for _, option in OPTIONS if option.startswith("_")]  # --help lists only real choices
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_option_composes_and_resolves(group, option):
+def test_option_composes_and_validates(group, option):
     cfg = compose_with(f"{group}={option}")
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert resolved["data"]["variant"] in ("subject", "average", "hyperaligned")
-    assert resolved["trainer"]["epochs"] >= 1
-    assert resolved["protocol"] in ("published", "strict")
+    trainer = validated(cfg.trainer)
+    assert trainer.epochs >= 1
+    assert cfg.data.variant in ("subject", "average", "hyperaligned")
+    assert cfg.data.protocol in ("published", "strict")
+    assert "_target_" in cfg.data and "_target_" in cfg.decoder and "_target_" in cfg.evaluate
 
 
 def test_defaults_are_the_published_recipe():
     cfg = compose_with()
-    assert cfg.trainer.epochs == 1500 and cfg.trainer.batch_size == 30
-    assert cfg.optimizer.factory.lr == 1e-5 and cfg.optimizer.factory.weight_decay == 0.01
+    assert cfg.trainer.epochs == 1500 and cfg.trainer.batch_size == 30 and cfg.trainer.last_batch == "pad"
+    assert cfg.decoder.optimizer.lr == 1e-5 and cfg.decoder.optimizer.weight_decay == 0.01
     assert cfg.data.simulation.n_voxels == 4096 and cfg.data.simulation.n_train == 1050
     assert cfg.data.simulation.n_test == 36 and cfg.data.simulation.repeats == 14
 
 
-def test_subject_number_override_and_pool_size():
-    assert compose_with("data=subject", "data.subject=5").data.subjects == [5]
+def test_pool_choices():
+    assert compose_with("data=subject", "data.subjects=[5]").data.subjects == [5]
     assert compose_with("data=subject2").data.subjects == [2]
     assert compose_with("data=hyperaligned", "data.n_subjects=4").data.n_subjects == 4
 
 
-def test_parts_instantiate():
+@pytest.mark.parametrize("decoder", ["adam", "adamw", "sgd", "ols", "ridge"])
+def test_each_decoder_builds_from_its_config(decoder):
+    built = build(compose_with(f"decoder={decoder}").decoder)
+    assert callable(built.fit) and callable(built.predict)
+
+
+def test_parts_build():
     cfg = compose_with()
-    decoder = instantiate(cfg.decoder, in_features=10, out_features=3)
-    optimizer = instantiate(cfg.optimizer.factory)(decoder.parameters())
-    generator = instantiate(cfg.generator.model)
-    assert decoder.weight.shape == (10, 3)
-    assert optimizer.param_groups[0]["lr"] == 1e-5
-    assert generator.latent_dim == 512
+    generator = build(cfg.generator.model)
+    evaluation = build(cfg.evaluate)
+    assert generator.latent_dim == 512 and evaluation.extractor is None and evaluation.boundaries is None
 
 
-def test_unknown_option_is_rejected():
-    with pytest.raises(Exception, match="nosuch"):
-        compose_with("data=nosuch")
+@pytest.mark.parametrize(
+    "override",
+    ["data=nosuch", "trainer.epochs=abc", "trainer.nosuch=1", "data.subjects=1", "tracking.nosuch=x"],
+)
+def test_the_schema_refuses_unknown_keys_options_and_wrong_types(override):
+    with pytest.raises(ConfigCompositionException):
+        compose_with(override)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("trainer.epochs=0", "trainer.epochs: must be >= 1, got 0"),
+        ("trainer.log_every=-3", "trainer.log_every: must be >= 1"),
+        ("trainer.checkpoint_every=-1", "trainer.checkpoint_every: must be >= 0"),
+        ("trainer.last_batch=drop", "trainer.last_batch: must be one of pad, partial"),
+        ("trainer.feature_loss.weight=-1", "trainer.feature_loss.weight: must be >= 0"),
+    ],
+)
+def test_ranges_and_choices_are_one_line_naming_the_key(override, message):
+    with pytest.raises(InputError, match=message):
+        validated(compose_with(override).trainer)

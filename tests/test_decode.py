@@ -1,11 +1,18 @@
+"""Decoders: MXNet's semantics, the training loop's bookkeeping, and one interface for all."""
+
+import functools
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from hyperexp.decode.model import LinearDecoder, MXNetAdam, l2_loss
-from hyperexp.decode.trainer import train_decoder
+from hyperexp.config import TrainerConfig
+from hyperexp.decode import Dense, FitContext, GradientDecoder, OLSDecoder, RidgeCVDecoder, StopRequested
+from hyperexp.decode.loop import epoch_batches, linear_l2_step
+from hyperexp.decode.losses import FeatureMatchingLoss, l2_loss
+from hyperexp.decode.optim import MXNetAdam
+from hyperexp.errors import InputError
 
 
 def mxnet_adam_reference(weight, grads, lr, wd, beta1=0.9, beta2=0.999, eps=1e-8):
@@ -29,7 +36,7 @@ def test_l2_loss_has_mxnet_scale():
 def test_published_adam_first_steps_equal_hand_computed_mxnet_semantics():
     torch.manual_seed(0)
     x, t = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64)
-    model = LinearDecoder(5, 3).double()
+    model = Dense(5, 3).double()
     start_w, start_b = model.weight.detach().numpy().copy(), model.bias.detach().numpy().copy()
     # eps large enough that its placement matters: PyTorch's own Adam would differ
     optimizer = MXNetAdam(model.parameters(), lr=1e-2, weight_decay=0.01, eps=1e-3)
@@ -58,50 +65,77 @@ def make_problem(seed=0, n=90, p=40, d=8):
     return x[:60], t[:60], x[60:], t[60:]
 
 
-def train(seed=0, epochs=30, log_every=10, on_log=None):
-    torch.manual_seed(seed)
-    model = LinearDecoder(40, 8)
-    optimizer = MXNetAdam(model.parameters(), lr=1e-2, weight_decay=0.01)
-    history = train_decoder(
-        model,
-        optimizer,
-        *make_problem(),
-        epochs=epochs,
-        batch_size=7,
-        seed=seed,
-        log_every=log_every,
-        on_log=on_log,
-        progress=False,
-    )
-    return model, history
+class RecordingLogger:
+    def __init__(self):
+        self.calls = []
+
+    def log(self, epoch, history, predict):
+        self.calls.append((epoch, history.epochs_done))
+
+
+def adam_decoder(lr=1e-2):
+    return GradientDecoder(functools.partial(MXNetAdam, lr=lr, weight_decay=0.01))
+
+
+def settings(**overrides):
+    return TrainerConfig(**{"epochs": 30, "batch_size": 7, "log_every": 10, "progress": False, **overrides})
+
+
+def fit(seed=0, logger=None, **context):
+    from hyperexp.evaluate import EpochMetrics
+
+    x_train, t_train, x_test, t_test = make_problem()
+    decoder = adam_decoder()
+    monitor = EpochMetrics(x_test, t_test)
+    history = decoder.fit(x_train, t_train, FitContext(settings(seed=seed), monitor=monitor, logger=logger, **context))
+    return decoder, history
 
 
 def test_training_reduces_loss_is_seeded_and_logs_on_schedule():
-    calls = []
-    model, history = train(on_log=lambda epoch, h: calls.append((epoch, h.epochs_done)))
-    assert calls == [(10, 10), (20, 20), (30, 30)]
+    logger = RecordingLogger()
+    decoder, history = fit(logger=logger)
+    assert logger.calls == [(10, 10), (20, 20), (30, 30)]
     assert history.train_loss[-1] < 0.5 * history.train_loss[0]
     assert history.test_loss[-1] < history.test_loss[0]
-    again, history_again = train()
-    torch.testing.assert_close(again.weight, model.weight, rtol=0, atol=0)
+    again, history_again = fit()
+    torch.testing.assert_close(again.coef_, decoder.coef_, rtol=0, atol=0)
     torch.testing.assert_close(history_again.test_loss, history.test_loss, rtol=0, atol=0)
-    other, _ = train(seed=1)
-    assert not torch.equal(other.weight, model.weight)
+    other, _ = fit(seed=1)
+    assert not torch.equal(other.coef_, decoder.coef_)
 
 
-@pytest.mark.parametrize("epochs,batch_size,message", [(0, 7, "positive"), (5, 0, "positive"), (5, 61, "larger than")])
-def test_bad_schedules_are_refused(epochs, batch_size, message):
-    model = LinearDecoder(40, 8)
-    optimizer = MXNetAdam(model.parameters())
-    with pytest.raises(ValueError, match=message):
-        train_decoder(model, optimizer, *make_problem(), epochs=epochs, batch_size=batch_size, progress=False)
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"epochs": 0}, "trainer.epochs: must be >= 1"),
+        ({"batch_size": 0}, "trainer.batch_size: must be >= 1"),
+        ({"epochs": 10**12}, "trainer.epochs: at most"),
+        ({"last_batch": "drop"}, "trainer.last_batch: must be one of pad, partial"),
+    ],
+)
+def test_bad_schedules_are_refused_naming_the_key(overrides, message):
+    with pytest.raises(InputError, match=message):
+        settings(**overrides)
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_before_training():
+    x_train, t_train, _, _ = make_problem()
+    with pytest.raises(InputError, match="trainer.batch_size: 61 is larger than the training set"):
+        adam_decoder().fit(x_train, t_train, FitContext(settings(batch_size=61)))
+
+
+def test_padded_last_batch_is_mxnet_ndarrayiter_pad():
+    # NDArrayIter(last_batch_handle='pad'): the last batch is topped up from the start of the epoch's order
+    order = torch.tensor([5, 3, 9, 0, 7, 1, 8, 2, 6, 4])
+    padded = epoch_batches(order, 4, "pad")
+    assert [b.tolist() for b in padded] == [[5, 3, 9, 0], [7, 1, 8, 2], [6, 4, 5, 3]]
+    assert [b.tolist() for b in epoch_batches(order, 4, "partial")][-1] == [6, 4]
+    assert [len(b) for b in epoch_batches(order, 5, "pad")] == [5, 5]  # no padding when it divides
 
 
 def test_analytic_linear_step_equals_autograd():
-    from hyperexp.decode.trainer import linear_l2_step
-
     torch.manual_seed(0)
-    model = LinearDecoder(40, 8).double()
+    model = Dense(40, 8).double()
     x, t = torch.randn(7, 40, dtype=torch.float64), torch.randn(7, 8, dtype=torch.float64)
     loss = l2_loss(model(x), t)
     loss.backward()
@@ -114,55 +148,78 @@ def test_analytic_linear_step_equals_autograd():
         torch.testing.assert_close(p.grad, grad, rtol=1e-12, atol=1e-14)
 
 
-def test_stop_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
-    from hyperexp.decode.trainer import StopRequested
+class ListCheckpoints:
+    def __init__(self, every):
+        self.every, self.saved = every, []
 
-    straight, straight_history = train()
-    saved = []
-    torch.manual_seed(0)
-    model = LinearDecoder(40, 8)
-    optimizer = MXNetAdam(model.parameters(), lr=1e-2, weight_decay=0.01)
-    epochs_seen = []
+    def due(self, epoch):
+        return epoch % self.every == 0
+
+    def save(self, state):
+        self.saved.append(state)
+
+
+def test_stop_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
+    straight, straight_history = fit()
+    checkpoints, polls = ListCheckpoints(5), []
     with pytest.raises(StopRequested) as stopped:
-        train_decoder(
-            model,
-            optimizer,
-            *make_problem(),
-            epochs=30,
-            batch_size=7,
-            seed=0,
-            log_every=10,
-            progress=False,
-            on_checkpoint=saved.append,
-            checkpoint_every=5,
-            should_stop=lambda: len(epochs_seen.append(1) or epochs_seen) >= 13,
-        )
-    assert stopped.value.epoch == 13 and [c["epoch"] for c in saved] == [5, 10, 13]
-    torch.save(saved[-1], tmp_path / "last.pt")
+        fit(checkpoints=checkpoints, stop_requested=lambda: len(polls.append(1) or polls) >= 13)
+    assert stopped.value.epoch == 13 and [c["epoch"] for c in checkpoints.saved] == [5, 10, 13]
+    torch.save(checkpoints.saved[-1], tmp_path / "last.pt")
     state = torch.load(tmp_path / "last.pt", weights_only=True)
 
-    torch.manual_seed(99)  # a different init: everything must come from the checkpoint
-    resumed = LinearDecoder(40, 8)
-    resumed_optimizer = MXNetAdam(resumed.parameters(), lr=1e-2, weight_decay=0.01)
-    history = train_decoder(
-        resumed,
-        resumed_optimizer,
-        *make_problem(),
-        epochs=30,
-        batch_size=7,
-        seed=0,
-        log_every=10,
-        progress=False,
-        resume_from=state,
-    )
-    torch.testing.assert_close(resumed.weight, straight.weight, rtol=0, atol=0)
+    resumed, history = fit(seed=0, resume_from=state)
+    torch.testing.assert_close(resumed.coef_, straight.coef_, rtol=0, atol=0)
     torch.testing.assert_close(history.test_loss, straight_history.test_loss, rtol=0, atol=0)
     torch.testing.assert_close(history.train_loss, straight_history.train_loss, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("decoder", [OLSDecoder(), RidgeCVDecoder([0.1, 1.0, 10.0]), adam_decoder()], ids=type)
+def test_every_decoder_fits_and_predicts_through_one_interface(decoder):
+    from hyperexp.evaluate import EpochMetrics
+
+    x_train, t_train, x_test, t_test = make_problem()
+    logger = RecordingLogger()
+    context = FitContext(settings(epochs=20), monitor=EpochMetrics(x_test, t_test), logger=logger)
+    history = decoder.fit(x_train, t_train, context)
+    assert decoder.coef_.shape == (40, 8) and decoder.intercept_.shape == (8,)
+    prediction = decoder.predict(x_test)
+    torch.testing.assert_close(prediction, x_test @ decoder.coef_ + decoder.intercept_, rtol=1e-5, atol=1e-5)
+    assert {"train_loss", "test_loss", "latent_similarity", "latent_cosine"} <= set(history.metrics)
+    assert logger.calls[-1][0] == history.epochs_done
+    assert float(history.test_loss[-1]) < 0.5 * float(l2_loss(torch.zeros_like(t_test), t_test))
+    module = decoder.as_module()
+    torch.testing.assert_close(module(x_test), prediction, rtol=1e-5, atol=1e-5)
+
+
+def test_closed_form_decoders_match_their_solvers():
+    from hyperexp.decode.solvers import fit_ols, ridge_cv
+
+    x_train, t_train, _, _ = make_problem()
+    ols = OLSDecoder()
+    ols.fit(x_train, t_train)
+    w, b = fit_ols(x_train.double().numpy(), t_train.double().numpy())
+    np.testing.assert_allclose(ols.coef_.numpy(), w, rtol=1e-5, atol=1e-6)
+    ridge = RidgeCVDecoder([0.1, 1.0, 10.0], n_folds=3)
+    ridge.fit(x_train, t_train)
+    expected = ridge_cv(x_train.double().numpy(), t_train.double().numpy(), [0.1, 1.0, 10.0], n_folds=3)
+    assert ridge.alpha_ == expected.alpha and ridge.fitted_summary() == {"alpha": expected.alpha}
+    np.testing.assert_allclose(ridge.coef_.numpy(), expected.W, rtol=1e-5, atol=1e-6)
+
+
+def test_decoder_settings_are_checked_naming_the_key():
+    with pytest.raises(InputError, match="decoder.optimizer.lr: must be > 0"):
+        GradientDecoder(functools.partial(MXNetAdam, lr=-1.0))
+    with pytest.raises(InputError, match="decoder.optimizer.lr: must be > 0"):
+        GradientDecoder(functools.partial(MXNetAdam, lr=float("nan")))
+    with pytest.raises(InputError, match="decoder.n_folds: 5 folds need at least as many trials, got 4"):
+        RidgeCVDecoder([1.0]).check_fits(4, FitContext())
+    with pytest.raises(InputError, match="decoder.alphas"):
+        RidgeCVDecoder([])
+
+
 @pytest.mark.parametrize("layer", [0, 1])
 def test_feature_loss_through_the_generator_decreases_and_reaches_the_decoder(layer):
-    from hyperexp.decode.model import FeatureMatchingLoss
     from hyperexp.generate.facesketch import FaceSketch
 
     torch.manual_seed(0)
@@ -171,22 +228,19 @@ def test_feature_loss_through_the_generator_decreases_and_reaches_the_decoder(la
     mixing = torch.randn(40, 32, generator=torch.Generator().manual_seed(1)) / 40**0.5
     t_train, t_test = x_train @ mixing, x_test @ mixing
     loss_fn = FeatureMatchingLoss(generator, layer=layer, weight=1.0)
-    model = LinearDecoder(40, 32)
-    before = loss_fn.feature_term(model(x_test), t_test).item()
-    optimizer = MXNetAdam(model.parameters(), lr=1e-2)
-    history = train_decoder(
-        model, optimizer, x_train, t_train, x_test, t_test, epochs=15, batch_size=10, loss_fn=loss_fn, progress=False
-    )
-    assert loss_fn.feature_term(model(x_test), t_test).item() < 0.7 * before
+    decoder = adam_decoder()
+    untrained = Dense(40, 32, generator=torch.Generator().manual_seed(0))
+    before = loss_fn.feature_term(untrained(x_test), t_test).item()
+    history = decoder.fit(x_train, t_train, FitContext(settings(epochs=15, batch_size=10), loss=loss_fn))
+    assert loss_fn.feature_term(decoder.predict(x_test), t_test).item() < 0.7 * before
     assert history.train_loss[-1] < history.train_loss[0]
     assert all(not p.requires_grad for p in generator.parameters())
-    with pytest.raises(ValueError, match="weight must be > 0"):
+    with pytest.raises(InputError, match="weight: must be > 0"):
         FeatureMatchingLoss(generator, layer=layer, weight=0.0)
 
 
 def test_feature_loss_works_with_the_pggan_hidden_layers():
-    from hyperexp.decode.model import FeatureMatchingLoss
-    from hyperexp.generate.pggan import build_pggan
+    from hyperexp.generate.pggan_weights import build_pggan
 
     torch.manual_seed(0)
     generator = build_pggan(random_init=True, device="cpu")

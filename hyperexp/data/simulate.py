@@ -23,7 +23,7 @@ from hyperexp.data.files import SubjectData, save_subject_dat
 from hyperexp.generate.facesketch import FaceSketch
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: it is also the typed schema of data.simulation, which Hydra merges into
 class Simulation:
     n_subjects: int = 2
     n_voxels: int = 4096

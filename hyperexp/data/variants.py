@@ -16,27 +16,50 @@ on is only demeaned (its sd is taken as 1), so it becomes all zeros instead of N
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hyperexp.data.cache import cached_arrays, content_key
 from hyperexp.data.files import SubjectData
+from hyperexp.errors import InputError
 
 VARIANTS = ("subject", "average", "hyperaligned")
 PROTOCOLS = ("published", "strict")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecodingData:
-    """Decoder inputs x (trials, features) and target latents t (trials, latent_dim), float32."""
+    """Decoder inputs x (trials, features) and target latents t (trials, latent_dim), float32,
+    with what they were made from: the variant (after a pool of one became ``subject``), the
+    protocol and the subject numbers."""
 
     x_train: np.ndarray
     t_train: np.ndarray
     x_test: np.ndarray
     t_test: np.ndarray
-    info: dict = field(default_factory=dict)
+    variant: str
+    protocol: str
+    subjects: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        """``subject3``, ``average`` or ``hyperaligned`` (with the pool size when it is not 2)."""
+        if self.variant == "subject":
+            return f"subject{self.subjects[0]}"
+        return self.variant if len(self.subjects) == 2 else f"{self.variant}{len(self.subjects)}"
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.x_train, self.t_train, self.x_test, self.t_test
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "data_variant": self.variant,
+            "subjects": ",".join(map(str, self.subjects)),
+            "pool_size": str(len(self.subjects)),
+            "protocol": self.protocol,
+        }
 
 
 def zscore_stats(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,9 +81,9 @@ def check_same_stimuli(subjects: list[SubjectData], names: list[str]) -> None:
         for split in ("train", "test"):
             x, t, t0 = getattr(subject, f"x_{split}"), getattr(subject, f"t_{split}"), getattr(first, f"t_{split}")
             if len(x) != len(t0):
-                raise ValueError(f"{name}: {len(x)} {split} trials, but {names[0]} has {len(t0)}")
+                raise InputError(f"{name}: {len(x)} {split} trials, but {names[0]} has {len(t0)}")
             if t.shape != t0.shape or not np.allclose(t, t0, rtol=1e-5, atol=1e-6):
-                raise ValueError(
+                raise InputError(
                     f"{name}: {split} latents differ from {names[0]}'s (subjects must see the same stimuli)"
                 )
 
@@ -85,6 +108,7 @@ def prepare(
     variant: str,
     protocol: str = "published",
     names: list[str] | None = None,
+    numbers: list[int] | None = None,
     device=None,
     cache_dir: str | Path | None = None,
 ) -> DecodingData:
@@ -94,14 +118,15 @@ def prepare(
     protocol), so a sweep aligns each distinct input once.
     """
     if variant not in VARIANTS:
-        raise ValueError(f"unknown data variant '{variant}' (choose from {', '.join(VARIANTS)})")
+        raise InputError(f"data.variant: unknown data variant '{variant}' (choose from {', '.join(VARIANTS)})")
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol '{protocol}' (choose from {', '.join(PROTOCOLS)})")
+        raise InputError(f"data.protocol: unknown protocol '{protocol}' (choose from {', '.join(PROTOCOLS)})")
     if not subjects:
-        raise ValueError("no subjects selected")
-    names = names or [f"subject {k + 1}" for k in range(len(subjects))]
+        raise InputError("data.subjects: no subjects selected")
+    numbers = numbers or list(range(1, len(subjects) + 1))
+    names = names or [f"subject {k}" for k in numbers]
     if variant == "subject" and len(subjects) != 1:
-        raise ValueError(f"variant 'subject' takes one subject, got {len(subjects)}")
+        raise InputError(f"data.subjects: variant 'subject' takes one subject, got {len(subjects)}")
     check_same_stimuli(subjects, names)
 
     if variant == "hyperaligned" and len(subjects) == 1:
@@ -120,7 +145,9 @@ def prepare(
     else:
         voxels = {s.n_voxels for s in subjects}
         if len(voxels) > 1:
-            raise ValueError(f"variant '{variant}' needs equal voxel counts, got {sorted(voxels)}: use hyperaligned")
+            raise InputError(
+                f"data.variant: '{variant}' needs equal voxel counts, got {sorted(voxels)}: use hyperaligned"
+            )
         x_train = np.mean([s.x_train for s in subjects], axis=0)
         x_test = np.mean([s.x_test for s in subjects], axis=0)
 
@@ -134,5 +161,7 @@ def prepare(
         t_train=subjects[0].t_train.astype(np.float32),
         x_test=x_test.astype(np.float32),
         t_test=subjects[0].t_test.astype(np.float32),
-        info={"variant": variant, "protocol": protocol, "subjects": names},
+        variant=variant,
+        protocol=protocol,
+        subjects=tuple(numbers),
     )

@@ -1,6 +1,6 @@
-"""Decoding metrics: pure functions over the N test trials (no file I/O except the two
-explicit loaders, no logging). Every returned key is a plain string usable as an MLflow
-metric key and every value a Python float.
+"""Decoding metrics: pure functions over the N test trials (no file I/O, no logging; the files a
+run needs are loaded by :mod:`hyperexp.evaluate.evaluation`). Every returned key is a plain
+string usable as an MLflow metric key and every value a Python float.
 
 Image convention: images are (N, H, W, 3) channel-last, float in [0, 1]. Also accepted and
 converted: uint8 (divided by 255) and channel-first (N, 3, H, W) arrays or torch tensors.
@@ -12,7 +12,6 @@ averaged Pearson metrics (``latent_pearson``, ``attribute_similarity``).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 
@@ -20,13 +19,13 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
+from hyperexp.device import module_device
+
 __all__ = [
     "attribute_metrics",
     "feature_metrics",
     "image_metrics",
     "latent_metrics",
-    "load_boundaries",
-    "load_feature_extractor",
     "project_on_boundaries",
     "two_way_identification",
 ]
@@ -244,52 +243,7 @@ def project_on_boundaries(latents, boundaries) -> np.ndarray:
     return latents @ (boundaries / norms).T
 
 
-def load_boundaries(paths: Sequence[str | os.PathLike], latent_dim: int = 512) -> np.ndarray:
-    """Stack InterFaceGAN boundary files into an (A, latent_dim) float64 array.
-
-    Each path is a ``.npy`` file holding a (latent_dim,) or (1, latent_dim) finite array.
-    Raises ValueError naming the file otherwise (FileNotFoundError if it is missing).
-    """
-    paths = list(paths)
-    if not paths:
-        raise ValueError("load_boundaries needs at least one path")
-    rows = []
-    for path in paths:
-        try:
-            boundary = np.load(path, allow_pickle=False)
-        except ValueError as error:  # pickled or malformed .npy
-            raise ValueError(f"boundary file {path}: cannot read as a plain .npy array ({error})") from error
-        if not isinstance(boundary, np.ndarray) or boundary.shape not in ((latent_dim,), (1, latent_dim)):
-            shape = getattr(boundary, "shape", type(boundary).__name__)
-            raise ValueError(f"boundary file {path}: expected shape ({latent_dim},) or (1, {latent_dim}), got {shape}")
-        boundary = boundary.astype(np.float64).reshape(latent_dim)
-        if not np.all(np.isfinite(boundary)):
-            raise ValueError(f"boundary file {path}: contains NaN or infinite values")
-        rows.append(boundary)
-    return np.stack(rows)
-
-
 # ----------------------------------------------------------------------------- features
-
-
-def load_feature_extractor(path: str | os.PathLike) -> torch.jit.ScriptModule:
-    """Load a TorchScript feature extractor onto the CPU, in eval mode.
-
-    When no extractor is configured the caller skips :func:`feature_metrics` and notes it;
-    this function is only called with a configured path.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"feature extractor file not found: {path}")
-    try:
-        extractor = torch.jit.load(str(path), map_location="cpu")
-    except Exception as error:  # torch raises RuntimeError/ValueError variants for bad archives
-        raise ValueError(f"could not load TorchScript feature extractor {path}: {error}") from error
-    return extractor.eval()
-
-
-def _module_device(module: torch.nn.Module) -> torch.device:
-    parameter = next(iter(module.parameters()), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def feature_metrics(true_images, pred_images, extractor: torch.nn.Module, batch_size: int = 16) -> dict[str, float]:
@@ -307,7 +261,7 @@ def feature_metrics(true_images, pred_images, extractor: torch.nn.Module, batch_
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     true, pred = _paired_images(true_images, pred_images)
-    device = _module_device(extractor)
+    device = module_device(extractor)
     was_training = extractor.training
     extractor.eval()
 

@@ -7,7 +7,7 @@ stimulus model of the simulated experiment) and :mod:`hyperexp.generate.pggan` (
 PGGAN; its weight files are :mod:`hyperexp.generate.pggan_weights`).
 
 :func:`render` is the only place where generator output becomes images: PNGs, grids and image
-metrics all use its quantised uint8 images (:func:`unit_images` for metrics that want floats).
+metrics all use its quantised uint8 images.
 """
 
 from __future__ import annotations
@@ -47,10 +47,3 @@ def render(
             images = np.empty((len(latents), *pixels.shape[1:]), np.uint8)
         images[start : start + len(pixels)] = pixels
     return images if images is not None else np.empty((0, size or 0, size or 0, 3), np.uint8)
-
-
-def unit_images(images: np.ndarray) -> torch.Tensor:
-    """uint8 images ``(N, H, W, 3)`` from :func:`render` -> float32 ``(N, 3, H, W)`` in [0, 1]."""
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise TypeError(f"expected uint8 images (N, H, W, 3) from render(), got {images.dtype} {images.shape}")
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)

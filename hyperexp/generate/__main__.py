@@ -51,10 +51,7 @@ def load_latents(path: Path) -> np.ndarray:
 
 
 def build_generator(args: argparse.Namespace) -> torch.nn.Module:
-    try:
-        device = resolve_device(args.device)
-    except (ValueError, RuntimeError) as err:  # torch.device() raises RuntimeError for unknown names
-        raise InputError(f"--device: {err}") from None
+    device = resolve_device(args.device, key="--device")
     if args.generator == "facesketch":
         return build_facesketch().to(device)
     if args.weights is None:

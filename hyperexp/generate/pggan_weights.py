@@ -229,7 +229,7 @@ def build_pggan(
         raise InputError("generator.model.weights: set either it or generator.model.random_init=true, not both")
     if dtype not in _DTYPES:
         raise InputError(f"generator.model.dtype: must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, key="generator.model.device")
     if torch_device.type != "cuda" and (dtype != "float32" or tf32):
         raise InputError(
             f"generator.model.dtype={dtype!r}, generator.model.tf32={tf32}: CUDA-only options; "

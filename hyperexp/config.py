@@ -1,0 +1,147 @@
+"""The typed shape of ``conf/``: one dataclass per config group, registered in Hydra's ConfigStore.
+
+Hydra merges every YAML option into these schemas, so an unknown key or a value of the wrong
+type is refused while composing. Ranges and choices are checked in ``__post_init__``, which runs
+when :func:`validated` turns the composed config into these objects, before any work starts.
+Groups that build something name their factory in ``_target_`` (built with ``instantiate``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from hyperexp.data.simulate import Simulation
+from hyperexp.errors import InputError
+
+MAX_EPOCHS = 1_000_000  # per-epoch metrics are preallocated; beyond this is a typo, not a schedule
+
+
+def _check_positive(group: str, **values: int) -> None:
+    for key, value in values.items():
+        if value < 1:
+            raise InputError(f"{group}.{key}: must be >= 1, got {value}")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    """Which trials the decoder sees: ``hyperexp.data.build`` (variant, protocol, pool)."""
+
+    _target_: str = "hyperexp.data.build"
+    variant: str = "subject"  # subject | average | hyperaligned
+    protocol: str = "published"  # published (the tutorial's leakage) | strict
+    subjects: list[int] = field(default_factory=lambda: [1])
+    n_subjects: int | None = None  # a pool of 1..n_subjects, instead of subjects
+    source: str = "simulated"  # simulated | files
+    root: str | None = None
+    cache_dir: str = "data"
+    max_bytes: int = 4 * 2**30  # the most array data one subject's file may declare
+    simulation: Simulation = field(default_factory=Simulation)
+
+
+@dataclass
+class FeatureLossConfig:
+    weight: float = 0.0  # 0 = off (the published recipe)
+    layer: int = 0  # generator layer: facesketch 0 = attributes, 1 = image; PGGAN 0..9
+
+    def __post_init__(self) -> None:
+        if not self.weight >= 0:
+            raise InputError(f"trainer.feature_loss.weight: must be >= 0, got {self.weight}")
+
+
+@dataclass
+class TrainerConfig:
+    """The schedule of gradient-trained decoders and what a run shows while it trains."""
+
+    epochs: int = 1500
+    batch_size: int = 30
+    last_batch: str = "pad"  # pad: MXNet NDArrayIter's padded last batch; partial: a shorter one
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = 100  # epochs between preview grids and metric uploads
+    checkpoint_every: int = 100  # epochs between checkpoints (0: only when stopped by a signal)
+    progress: bool = True
+    resume: str | None = None  # an MLflow run id to continue from its last checkpoint
+    compile: bool = False  # torch.compile the generator-feature loss
+    feature_loss: FeatureLossConfig = field(default_factory=FeatureLossConfig)
+    preview_trials: int = 8  # test trials in the per-epoch grids
+    preview_size: int | None = 128  # preview images are downsampled to this size (None: native)
+
+    def __post_init__(self) -> None:
+        _check_positive("trainer", epochs=self.epochs, batch_size=self.batch_size, log_every=self.log_every)
+        _check_positive("trainer", preview_trials=self.preview_trials, preview_size=self.preview_size or 1)
+        if self.epochs > MAX_EPOCHS:
+            raise InputError(f"trainer.epochs: at most {MAX_EPOCHS:,}, got {self.epochs:,}")
+        if self.checkpoint_every < 0:
+            raise InputError(f"trainer.checkpoint_every: must be >= 0, got {self.checkpoint_every}")
+        _check_choice("trainer.last_batch", self.last_batch, ("pad", "partial"))
+
+
+@dataclass
+class GeneratorConfig:
+    model: Any = MISSING  # the generator module's factory (``_target_``) and its arguments
+    batch_size: int = 16  # latents rendered per batch
+
+    def __post_init__(self) -> None:
+        _check_positive("generator", batch_size=self.batch_size)
+
+
+@dataclass
+class EvaluateConfig:
+    """End-of-run metrics: ``hyperexp.evaluate.Evaluation``."""
+
+    _target_: str = "hyperexp.evaluate.Evaluation"
+    feature_extractor: str | None = None  # a TorchScript face-recognition network
+    attribute_boundaries: list[str] = field(default_factory=list)  # InterFaceGAN unit normals, one .npy each
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///runs/mlflow.db"
+    artifact_root: str = "runs/artifacts"
+    experiment: str = "hyperexp"
+    run_name: str | None = None
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    decoder: Any = MISSING  # one decoder class and its settings (conf/decoder/*.yaml)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def register_configs() -> None:
+    """Put the schemas into Hydra's ConfigStore (``conf/config.yaml`` lists ``base_config`` first)."""
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def validated(node: DictConfig) -> Any:
+    """A composed group as its dataclass, with ranges and choices checked (InputError otherwise)."""
+    return OmegaConf.to_object(node)
+
+
+def build(node: DictConfig, **kwargs) -> Any:
+    """``hydra.utils.instantiate``, with a target's own InputError (bad settings, a corrupt
+    weights file) re-raised unwrapped so that it reaches the user as one line."""
+    try:
+        return instantiate(node, _convert_="object", **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, InputError):
+            raise error.__cause__ from None
+        raise
+
+
+register_configs()

@@ -1,0 +1,62 @@
+"""Decoders solved in closed form (float64 NumPy): ordinary least squares and ridge with its
+penalty chosen by cross-validation (:mod:`hyperexp.decode.solvers` holds the math)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from hyperexp.decode.base import Decoder, evaluated_once
+from hyperexp.decode.loop import FitContext, History
+from hyperexp.decode.solvers import fit_ols, ridge_cv
+from hyperexp.errors import InputError
+
+
+def _float64(values: torch.Tensor) -> np.ndarray:
+    return values.detach().cpu().double().numpy()
+
+
+class ClosedFormDecoder(Decoder):
+    """Solves on the host in float64, keeps the solution as float32 on the data's device."""
+
+    def solve(self, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def fit(self, x: torch.Tensor, t: torch.Tensor, context: FitContext | None = None) -> History:
+        coef, intercept = self.solve(_float64(x), _float64(t))
+        self.coef_ = torch.as_tensor(coef, dtype=torch.float32, device=x.device)
+        self.intercept_ = torch.as_tensor(intercept, dtype=torch.float32, device=x.device)
+        return evaluated_once(self, x, t, context or FitContext())
+
+
+class OLSDecoder(ClosedFormDecoder):
+    """Ordinary least squares (minimum-norm when voxels outnumber trials)."""
+
+    def solve(self, x, t):
+        return fit_ols(x, t)
+
+
+class RidgeCVDecoder(ClosedFormDecoder):
+    """Ridge; the penalty ``alpha_`` is chosen by ``n_folds``-fold cross-validation over ``alphas``."""
+
+    def __init__(self, alphas: Sequence[float], n_folds: int = 5, seed: int = 0):
+        if not alphas or any(not alpha > 0 for alpha in alphas):
+            raise InputError(f"decoder.alphas: must be a non-empty list of positive penalties, got {list(alphas)}")
+        if n_folds < 2:
+            raise InputError(f"decoder.n_folds: must be >= 2, got {n_folds}")
+        self.alphas, self.n_folds, self.seed = list(alphas), n_folds, seed
+
+    def check_fits(self, n_samples: int, context: FitContext) -> None:
+        super().check_fits(n_samples, context)
+        if self.n_folds > n_samples:
+            raise InputError(f"decoder.n_folds: {self.n_folds} folds need at least as many trials, got {n_samples}")
+
+    def solve(self, x, t):
+        result = ridge_cv(x, t, self.alphas, n_folds=self.n_folds, seed=self.seed)
+        self.alpha_, self.cv_scores_ = result.alpha, result.cv_scores
+        return result.W, result.b
+
+    def fitted_summary(self) -> dict[str, float]:
+        return {"alpha": self.alpha_}

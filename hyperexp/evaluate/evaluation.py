@@ -1,0 +1,112 @@
+"""What a run measures: per-epoch curves on held-out rows, and the end-of-run metrics.
+
+:class:`Evaluation` is built from ``conf/evaluate`` before any work starts, so a missing or
+malformed feature network or boundary file is refused up front with one line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hyperexp.decode.losses import l2_loss
+from hyperexp.errors import InputError
+from hyperexp.evaluate.metrics import (
+    attribute_metrics,
+    feature_metrics,
+    image_metrics,
+    latent_metrics,
+    project_on_boundaries,
+)
+from hyperexp.generate.facesketch import ATTRIBUTES
+
+
+def load_boundaries(paths: Sequence[str | os.PathLike]) -> np.ndarray:
+    """Stack InterFaceGAN boundary files (each a (D,) or (1, D) finite ``.npy``) into (A, D) float64."""
+    rows = []
+    for path in paths:
+        try:
+            boundary = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:  # missing, pickled or malformed .npy
+            raise InputError(f"{path}: cannot read as an attribute boundary .npy ({error})") from None
+        if not isinstance(boundary, np.ndarray) or boundary.ndim not in (1, 2) or boundary.size != boundary.shape[-1]:
+            raise InputError(f"{path}: a boundary must have shape (D,) or (1, D), got {np.shape(boundary)}")
+        boundary = boundary.astype(np.float64).reshape(-1)
+        if not np.all(np.isfinite(boundary)) or not np.any(boundary):
+            raise InputError(f"{path}: a boundary must be finite and non-zero")
+        rows.append(boundary)
+    if len({row.shape for row in rows}) > 1:
+        raise InputError(f"evaluate.attribute_boundaries: boundaries differ in length {sorted({len(r) for r in rows})}")
+    return np.stack(rows)
+
+
+def load_feature_extractor(path: str | os.PathLike) -> torch.jit.ScriptModule:
+    """A TorchScript feature network on the CPU, in eval mode."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such feature extractor file (evaluate.feature_extractor)")
+    try:
+        extractor = torch.jit.load(str(path), map_location="cpu")
+    except Exception as error:  # torch raises RuntimeError/ValueError variants for bad archives
+        raise InputError(f"{path}: not a loadable TorchScript network ({str(error).splitlines()[0]})") from None
+    return extractor.eval()
+
+
+class EpochMetrics:
+    """Held-out rows scored after every epoch, as device scalars (no host sync): ``test_loss``
+    (the latent L2 loss whatever the training objective, so runs compare), the paper's latent
+    similarity 1/(1+MSE) and the mean cosine of predicted and true latents."""
+
+    def __init__(self, x: torch.Tensor, t: torch.Tensor):
+        self.x, self.t = x, t
+
+    @torch.no_grad()
+    def __call__(self, predict) -> dict[str, torch.Tensor]:
+        prediction = predict(self.x)
+        mse = torch.mean((prediction - self.t) ** 2)
+        return {
+            "test_loss": l2_loss(prediction, self.t),
+            "latent_similarity": 1.0 / (1.0 + mse),
+            "latent_cosine": torch.nn.functional.cosine_similarity(prediction, self.t, dim=1).mean(),
+        }
+
+
+class Evaluation:
+    """The end-of-run metrics: latent and image metrics always; attribute correlations from
+    InterFaceGAN boundaries (``attribute_boundaries``, names from the file names) or from the
+    generator's own ground truth (facesketch's ``attributes``); feature similarity with a
+    TorchScript ``feature_extractor``."""
+
+    def __init__(self, feature_extractor: str | None = None, attribute_boundaries: Sequence[str] = ()):
+        self.extractor = load_feature_extractor(feature_extractor) if feature_extractor else None
+        self.boundaries = load_boundaries(attribute_boundaries) if attribute_boundaries else None
+        self.attribute_names = [Path(path).stem for path in attribute_boundaries]
+        if len(set(self.attribute_names)) != len(self.attribute_names):
+            raise InputError(f"evaluate.attribute_boundaries: file names must differ, got {self.attribute_names}")
+
+    def check_latent_dim(self, latent_dim: int) -> None:
+        if self.boundaries is not None and self.boundaries.shape[1] != latent_dim:
+            raise InputError(
+                f"evaluate.attribute_boundaries: boundaries are {self.boundaries.shape[1]}-d, latents {latent_dim}-d"
+            )
+
+    def __call__(self, true_latents, predicted_latents, stimuli, reconstructions, generator) -> dict[str, float]:
+        """Latents (N, D); images as rendered for display (uint8 (N, H, W, 3))."""
+        metrics = {**latent_metrics(true_latents, predicted_latents), **image_metrics(stimuli, reconstructions)}
+        if self.boundaries is not None:
+            true_attr, pred_attr = (
+                project_on_boundaries(z, self.boundaries) for z in (true_latents, predicted_latents)
+            )
+            metrics.update(attribute_metrics(true_attr, pred_attr, self.attribute_names))
+        elif hasattr(generator, "attributes"):
+            with torch.no_grad():
+                true_attr, pred_attr = (
+                    generator.attributes(torch.as_tensor(z)).cpu().numpy() for z in (true_latents, predicted_latents)
+                )
+            metrics.update(attribute_metrics(true_attr, pred_attr, list(ATTRIBUTES)))
+        if self.extractor is not None:
+            metrics.update(feature_metrics(stimuli, reconstructions, self.extractor))
+        return metrics
