@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from PIL import Image
 
-from hyperexp.report import collect_runs, main, markdown_table, summary_table, write_report
+from hyperexp.report.__main__ import main
+from hyperexp.report.queries import collect_runs
+from hyperexp.report.summary import summary_table
+from hyperexp.report.write import markdown_table, write_report
 from tests.conftest import run_cli
 
 EXPERIMENT = "hyperexp"
@@ -131,28 +135,28 @@ def test_collect_runs_finds_the_jobs_of_one_sweep_only(store):
 
 
 def test_collect_runs_pages_through_the_results(store, monkeypatch):
-    monkeypatch.setattr("hyperexp.report.PAGE_SIZE", 3)
+    monkeypatch.setattr("hyperexp.report.queries.PAGE_SIZE", 3)
     assert len(collect_runs(store.uri, sweep="sweep-a", histories=())) == 10
 
 
 def test_table_equals_the_logged_metrics_and_excludes_the_failed_job(store):
     table = summary_table(collect_runs(store.uri, sweep="sweep-a", histories=()))
-    assert list(table["group"]) == list(GROUPS_A)  # first-seen order
-    assert list(table["n_runs"]) == [3, 3, 3]
-    for row in table.to_dict("records"):
+    assert [row.group for row in table] == list(GROUPS_A)  # first-seen order
+    assert [row.n_runs for row in table] == [3, 3, 3]
+    for row in table:
         for metric in METRICS:
-            values = np.array(store.logged_a[row["group"]][metric])
-            assert row[f"{metric}_mean"] == pytest.approx(values.mean(), rel=1e-12)
-            assert row[f"{metric}_sd"] == pytest.approx(values.std(ddof=1), rel=1e-12)
-            assert row[f"{metric}_n"] == 3
+            values = np.array(store.logged_a[row.group][metric])
+            assert row.metrics[metric].mean == pytest.approx(values.mean(), rel=1e-12)
+            assert row.metrics[metric].sd == pytest.approx(values.std(ddof=1), rel=1e-12)
+            assert row.metrics[metric].n == 3
 
 
 def test_pool_sizes_order_numerically_and_fall_back_to_subjects_and_param_seed(store):
     records = collect_runs(store.uri, sweep="sweep-b", histories=())
     assert sorted({r.seed for r in records}) == [0, 1]
     table = summary_table(records)
-    assert list(table["group"]) == ["data.n_subjects=2", "data.n_subjects=10"]
-    assert list(table["pool_size"]) == [2, 10]
+    assert [row.group for row in table] == ["data.n_subjects=2", "data.n_subjects=10"]
+    assert [row.pool_size for row in table] == [2, 10]
 
 
 def test_markdown_cells_are_mean_plus_minus_sd_with_four_significant_digits(store):
@@ -169,10 +173,40 @@ def report_a(store, tmp_path_factory):
     return write_report(collect_runs(store.uri, sweep="sweep-a"), out), store
 
 
-def test_csv_round_trips(report_a):
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_csv_holds_every_statistic_exactly(report_a):
     paths, store = report_a
     table = summary_table(collect_runs(store.uri, sweep="sweep-a", histories=()))
-    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), table, check_dtype=False)
+    rows = read_csv(paths["csv"])
+    assert list(rows[0]) == ["group", "pool_size", "n_runs"] + [
+        f"{m}_{s}" for m in METRICS for s in ("mean", "sd", "n")
+    ]
+    assert [(row["group"], row["pool_size"], row["n_runs"]) for row in rows] == [(g, "1", "3") for g in GROUPS_A]
+    for row, summary in zip(rows, table):
+        for metric in METRICS:
+            expected = summary.metrics[metric]
+            assert (float(row[f"{metric}_mean"]), float(row[f"{metric}_sd"])) == (expected.mean, expected.sd)
+            assert row[f"{metric}_n"] == "3"
+
+
+def test_unknown_values_are_empty_csv_cells_and_dashes_in_markdown(store, tmp_path):
+    records = collect_runs(store.uri, sweep="sweep-a", histories=())
+    lonely = [r for r in records if r.group == "data=subject1"][:1]  # one run: no sd
+    failed = [r for r in records if not r.finished]  # a group whose only job failed
+    for record in failed:
+        record.group = "broken"
+    paths = write_report(lonely + failed, tmp_path)
+    rows = {row["group"]: row for row in read_csv(paths["csv"])}
+    assert rows["data=subject1"]["ssim_sd"] == "" and rows["data=subject1"]["ssim_n"] == "1"
+    assert rows["broken"]["n_runs"] == "0" and rows["broken"]["ssim_mean"] == ""
+    markdown = paths["markdown"].read_text()
+    single = f"{lonely[0].metrics['ssim']:.4g}"
+    assert any(line.startswith("| data=subject1 |") and f"| {single} |" in line for line in markdown.splitlines())
+    assert "| broken | 1 | 0 | – | – | – |" in markdown
 
 
 def test_report_lists_the_failed_job_and_links_the_figures(report_a):
@@ -211,8 +245,7 @@ def test_cli_on_a_sweep_folder_reads_the_parent_run_file(store, tmp_path):
     folder.mkdir()
     (folder / "mlflow_parent_run.txt").write_text(store.parent_b + "\n")
     assert main([str(folder), "--tracking-uri", store.uri, "--no-log"]) == 0
-    table = pd.read_csv(folder / "report.csv")
-    assert list(table["pool_size"]) == [2, 10]
+    assert [row["pool_size"] for row in read_csv(folder / "report.csv")] == ["2", "10"]
     assert (folder / "metric_vs_pool_size.png").is_file()
 
 
@@ -220,18 +253,38 @@ def test_cli_on_a_sweep_folder_without_parent_file_uses_its_name(store, tmp_path
     folder = tmp_path / "sweep-a"
     folder.mkdir()
     assert main([str(folder), "--tracking-uri", store.uri, "--no-log"]) == 0
-    assert list(pd.read_csv(folder / "report.csv")["n_runs"]) == [3, 3, 3]
+    assert [row["n_runs"] for row in read_csv(folder / "report.csv")] == ["3", "3", "3"]
 
 
 def test_cli_fails_with_one_clear_line_on_an_unknown_target(store, tmp_path):
     result = run_cli("no-such-sweep", "--tracking-uri", store.uri, cwd=tmp_path, module="hyperexp.report")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no runs match 'no-such-sweep'" in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("hyperexp: error: no-such-sweep: no runs in "), result.stderr
     assert not (tmp_path / "outputs").exists()
 
 
 def test_cli_does_not_create_a_store_that_is_not_there(tmp_path, capsys):
     assert main(["sweep-a", "--tracking-uri", f"sqlite:///{tmp_path / 'missing.db'}"]) == 1
-    assert "no MLflow store" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"hyperexp: error: {tmp_path / 'missing.db'}: no MLflow store there\n"
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_cli_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["sweep-a", "--no-such-option"])
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_cli_reports_an_unwritable_output_folder_in_one_line(store, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should be")
+    assert main(["sweep-a", "--tracking-uri", store.uri, "--out", str(blocker / "report"), "--no-log"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hyperexp: error: ") and str(blocker) in err and len(err.splitlines()) == 1, err
+
+
+def test_appendix_ends_the_report(store, tmp_path):
+    paths = write_report(collect_runs(store.uri, sweep="sweep-a", histories=()), tmp_path, appendix="## Extra\n\n- x")
+    assert paths["markdown"].read_text().endswith("\n\n## Extra\n\n- x\n")

@@ -2,10 +2,10 @@
 
 A Hydra callback (registered in ``conf/config.yaml``) creates the parent run when the sweep
 starts and writes ``mlflow_sweep.json`` (the parent run id and which config keys the sweep
-varies) into the sweep folder. Each job reads that file, so jobs in other processes (joblib,
-SLURM) find their parent without shared memory. When the sweep ends, the callback writes the
-comparison report into the sweep folder, logs it to the parent run and closes the parent run
-FINISHED, or FAILED if any job failed.
+varies) into the sweep folder. Each job reads that file (:func:`sweep_membership`), so jobs in
+other processes (joblib, SLURM) find their parent without shared memory. When the sweep ends,
+the callback writes the comparison report into the sweep folder, logs it to the parent run and
+closes the parent run FINISHED, or FAILED if any job failed.
 """
 
 from __future__ import annotations
@@ -19,11 +19,15 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 
-from hyperexp.track import setup_experiment
+from hyperexp.atomic import atomic_write
+from hyperexp.report.queries import collect_runs
+from hyperexp.report.write import log_report_to_run, write_report
+from hyperexp.track.store import setup_experiment
 
 log = logging.getLogger("hyperexp")
 
@@ -31,6 +35,7 @@ SWEEP_FILE = "mlflow_sweep.json"
 PARENT_FILE = "mlflow_parent_run.txt"  # the parent run id alone, for tools that want just that
 FAILED_FILE = "job_failed.json"  # written into a job's folder when it fails
 SEED_KEYS = ("trainer.seed", "seed", "data.simulation.seed")  # replicates, not conditions
+NO_SWEEP = {"sweep": "none"}  # the tags of a single run
 
 
 def swept_keys(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:
@@ -49,18 +54,32 @@ def job_group(job_overrides: list[str], keys: list[str]) -> str:
 
 
 def read_sweep_file(sweep_dir: str | Path) -> dict | None:
+    """What the sweep's start recorded (parent_run_id, sweep, swept_keys, experiment_id), or None."""
     path = Path(sweep_dir) / SWEEP_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _close_if_running(tracking_uri: str, run_id: str) -> None:
-    client = MlflowClient(tracking_uri)
-    if client.get_run(run_id).info.status == "RUNNING":
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+def read_parent_run_id(sweep_dir: str | Path) -> str | None:
+    """The parent run id recorded in a sweep folder, or None."""
+    path = Path(sweep_dir) / PARENT_FILE
+    return (path.read_text().strip() or None) if path.is_file() else None
+
+
+def sweep_membership(hydra_config: DictConfig | None) -> tuple[dict[str, str], str | None]:
+    """A job's sweep tags (sweep, group, job) and parent run id, from its sweep's file;
+    ``({"sweep": "none"}, None)`` outside a multirun (``hydra_config`` is ``HydraConfig.get()``)."""
+    if hydra_config is None or hydra_config.mode != RunMode.MULTIRUN:
+        return dict(NO_SWEEP), None
+    sweep = read_sweep_file(hydra_config.sweep.dir)
+    if sweep is None:
+        return dict(NO_SWEEP), None
+    group = job_group(list(hydra_config.overrides.task), sweep["swept_keys"])
+    return {"sweep": sweep["sweep"], "group": group, "job": str(hydra_config.job.num)}, sweep["parent_run_id"]
 
 
 def record_failed_job(job_dir: str | Path, job_num: int, overrides: list[str], message: str) -> None:
-    (Path(job_dir) / FAILED_FILE).write_text(json.dumps({"job": job_num, "overrides": overrides, "error": message}))
+    record = {"job": job_num, "overrides": overrides, "error": message}
+    atomic_write(Path(job_dir) / FAILED_FILE, json.dumps(record).encode())
 
 
 def failed_jobs(sweep_dir: str | Path) -> list[dict]:
@@ -69,12 +88,26 @@ def failed_jobs(sweep_dir: str | Path) -> list[dict]:
     return sorted(records, key=lambda record: record["job"])
 
 
+def failed_jobs_section(failures: list[dict]) -> str:
+    """The report's markdown section listing failed jobs ("" when none failed)."""
+    if not failures:
+        return ""
+    lines = ["## Jobs that failed", ""]
+    lines += [f"- job {f['job']} (`{' '.join(f['overrides'])}`): {f['error']}" for f in failures]
+    return "\n".join(lines)
+
+
+def _close_if_running(tracking_uri: str, run_id: str) -> None:
+    client = MlflowClient(tracking_uri)
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+
+
 class MlflowSweepCallback(Callback):
     """Hydra callback: parent run at sweep start, report and parent status at sweep end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         tracking = config.tracking
         experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
         sweep_id = str(sweep_dir)
@@ -84,17 +117,13 @@ class MlflowSweepCallback(Callback):
             run_name=f"sweep {sweep_dir.name}",
             tags={"sweep": sweep_id, "sweep_role": "parent", "swept_keys": ",".join(keys)},
         )
-        record = {
-            "parent_run_id": parent.info.run_id,
-            "sweep": sweep_id,
-            "swept_keys": keys,
-            "experiment_id": experiment_id,
-        }
-        (sweep_dir / SWEEP_FILE).write_text(json.dumps(record, indent=2))
-        (sweep_dir / PARENT_FILE).write_text(parent.info.run_id + "\n")
+        parent_id = parent.info.run_id
+        record = {"parent_run_id": parent_id, "sweep": sweep_id, "swept_keys": keys, "experiment_id": experiment_id}
+        atomic_write(sweep_dir / SWEEP_FILE, json.dumps(record, indent=2).encode())
+        atomic_write(sweep_dir / PARENT_FILE, f"{parent_id}\n".encode())
         # If the sweep is interrupted, Hydra skips on_multirun_end: do not leave the parent RUNNING.
-        atexit.register(_close_if_running, MlflowClient().tracking_uri, parent.info.run_id)
-        log.info("sweep %s: MLflow parent run %s", sweep_id, parent.info.run_id)
+        atexit.register(_close_if_running, MlflowClient().tracking_uri, parent_id)
+        log.info("sweep %s: MLflow parent run %s", sweep_id, parent_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -103,25 +132,18 @@ class MlflowSweepCallback(Callback):
             return
         client = MlflowClient()
         parent_id = record["parent_run_id"]
+        failures = failed_jobs(sweep_dir)
         try:
-            from hyperexp.report import collect_runs, log_report_to_run, write_report
-
             records = collect_runs(client.tracking_uri, parent_run_id=parent_id)
-            paths = write_report(records, sweep_dir)
-            failures = failed_jobs(sweep_dir)
-            if failures:
-                lines = ["", "## Jobs that failed", ""]
-                lines += [f"- job {f['job']} (`{' '.join(f['overrides'])}`): {f['error']}" for f in failures]
-                with paths["markdown"].open("a") as report:
-                    report.write("\n".join(lines) + "\n")
+            paths = write_report(records, sweep_dir, appendix=failed_jobs_section(failures))
             log_report_to_run(parent_id, paths)
             log.info("sweep report: %s", paths["markdown"])
         except Exception as error:  # the sweep's results stay in MLflow; say why the report is missing
             log.error("sweep report failed: %s: %s", type(error).__name__, error)
-            records, failures = [], failed_jobs(sweep_dir)
+            records = []
         for failure in failures:
             log.error("sweep job %d failed (%s): %s", failure["job"], " ".join(failure["overrides"]), failure["error"])
-        failed = failures or [r for r in records if r.status != "FINISHED"] or not records
+        failed = failures or [r for r in records if not r.finished] or not records
         client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
         if failures:
             print(f"hyperexp: {len(failures)} sweep job(s) failed; see {sweep_dir / 'report.md'}", file=sys.stderr)

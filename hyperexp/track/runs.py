@@ -1,0 +1,99 @@
+"""One MLflow run per job: its lifetime (FINISHED, KILLED or FAILED), params and batched metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus
+
+MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping -> {'a.b.c': 'value'} with string values, as MLflow params."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class MetricBuffer:
+    """Collects metrics and sends them with one ``log_batch`` (which MLflow splits to its limits)
+    instead of one call each."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.pending: list[Metric] = []
+
+    def add(self, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.pending.extend(Metric(key, float(value), now, step) for key, value in metrics.items())
+
+    def flush(self) -> None:
+        MlflowClient().log_batch(self.run_id, metrics=self.pending)
+        self.pending.clear()
+
+
+def log_params(run_id: str, params: Mapping[str, str]) -> None:
+    """Log ``params`` in one ``log_batch``, values cut to MLflow's length limit."""
+    MlflowClient().log_batch(run_id, params=[Param(key, value[:MAX_PARAM_LENGTH]) for key, value in params.items()])
+
+
+def git_commit(folder: str | Path = ".") -> str:
+    """The checked-out commit, with '-dirty' when tracked files changed; 'unknown' outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+@contextlib.contextmanager
+def tracked_run(
+    experiment_id: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run that ends FINISHED on success, KILLED on Ctrl-C/SIGTERM (raised as
+    KeyboardInterrupt) and FAILED on any other exception, with the traceback logged.
+    ``run_id`` continues an existing run (resume); ``parent_run_id`` makes it a child run."""
+    if run_id is not None:
+        run = mlflow.start_run(run_id=run_id, tags=dict(tags))
+    else:
+        run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id
+        )
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException as error:
+        with contextlib.suppress(Exception):  # the original error matters more than a failed upload
+            mlflow.log_text("".join(traceback.format_exception(error)), "error/traceback.txt")
+            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
