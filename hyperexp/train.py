@@ -10,18 +10,18 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-import time
 from pathlib import Path
 
 import hydra
 import mlflow
 import torch
 from hydra.core.hydra_config import HydraConfig
+from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from hyperexp.artifacts import save_final_artifacts
 from hyperexp.config import build, validated
-from hyperexp.decode import FitContext, StopRequested
+from hyperexp.decode import FitContext, History, StopRequested
 from hyperexp.decode.checkpoints import Checkpoints
 from hyperexp.decode.losses import training_objective
 from hyperexp.device import resolve_device
@@ -30,9 +30,8 @@ from hyperexp.evaluate import EpochMetrics
 from hyperexp.generate import render
 from hyperexp.signals import GracefulStop
 from hyperexp.track.preview import PreviewLogger
-from hyperexp.track.resume import checkpoint_of, tag_checkpoint
-from hyperexp.track.runs import MetricBuffer, flatten, git_commit, log_params, tracked_run
-from hyperexp.track.store import setup_experiment
+from hyperexp.track.resume import tag_checkpoint
+from hyperexp.track.runs import JobRun, flatten, job_run
 from hyperexp.track.sweep import record_failed_job, sweep_membership
 
 log = logging.getLogger("hyperexp")
@@ -46,59 +45,54 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
     decoder = build(cfg.decoder)
     generator = build(cfg.generator.model).to(device).eval()
     evaluation = build(cfg.evaluate)
-    feature_loss = settings.feature_loss
-    objective = training_objective(generator, feature_loss.weight, feature_loss.layer, settings.compile)
-    context = FitContext(settings, loss=objective, stop_requested=stop)
+    context = FitContext(settings, loss=training_objective(generator, settings), stop_requested=stop)
     check_parts_agree(data, decoder, generator, evaluation, context)
-    x_train, t_train, x_test, t_test = (torch.as_tensor(a, device=device) for a in data.arrays())
+    x_train, t_train, x_test, t_test = (torch.as_tensor(array, device=device) for array in data.arrays())
 
-    experiment_id = setup_experiment(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
-    params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    context.resume_from = checkpoint_of(settings.resume, params) if settings.resume else None
     sweep_tags, parent_id = sweep_membership(hydra_config)
     name = cfg.tracking.run_name or f"{data.name}-{decoder_choice(hydra_config, decoder)}"
     tags = {**data.tags(), **sweep_tags, "seed": str(settings.seed), "output_dir": str(output_dir)}
-    tags["git_commit"] = git_commit(Path(__file__).parent)
-    with tracked_run(experiment_id, name, tags, run_id=settings.resume, parent_run_id=parent_id) as active:
-        run_id = active.info.run_id
-        log.info("MLflow run %s (%s) in experiment '%s'", run_id, name, cfg.tracking.experiment)
-        if context.resume_from is None:
-            log_params(run_id, params)
-        metrics = MetricBuffer(run_id)
-        shown = slice(0, settings.preview_trials)
-        batch_size = cfg.generator.batch_size
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    with job_run(cfg.tracking, name, tags, params, settings.resume, parent_id) as job:
+        log.info("MLflow run %s (%s) in experiment '%s'", job.run_id, name, cfg.tracking.experiment)
+        shown, batch_size = slice(0, settings.preview_trials), cfg.generator.batch_size
+        context.resume_from = job.resume_from
         context.monitor = EpochMetrics(x_test, t_test)
-        context.logger = PreviewLogger(
-            metrics, generator, x_test[shown], t_test[shown], batch_size, settings.preview_size
-        )
-        context.logger.logged_epochs = context.resume_from["epoch"] if context.resume_from else 0
-        on_save = functools.partial(tag_checkpoint, run_id)
-        context.checkpoints = Checkpoints(output_dir / "checkpoints" / "last.pt", settings.checkpoint_every, on_save)
-
-        started = time.perf_counter()
+        context.logger = PreviewLogger(job, generator, x_test[shown], t_test[shown], batch_size, settings.preview_size)
+        tag = functools.partial(tag_checkpoint, job.run_id)
+        context.checkpoints = Checkpoints(output_dir / "checkpoints" / "last.pt", settings.checkpoint_every, tag)
         history = decoder.fit(x_train, t_train, context)
-        fit_seconds = time.perf_counter() - started
 
         with torch.no_grad():
             predicted = decoder.predict(x_test)
         stimuli, reconstructions = (render(generator, z, batch_size) for z in (t_test, predicted))
         results = evaluation(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator)
-        results.update(final_test_loss=float(history.test_loss[-1]), final_train_loss=float(history.train_loss[-1]))
-        metrics.add({f"final/{key}": value for key, value in results.items()}, history.epochs_done)
-        metrics.add({f"decoder/{key}": value for key, value in decoder.fitted_summary().items()}, history.epochs_done)
-        timing = {"fit_seconds": fit_seconds, "logging_seconds": context.logger.seconds}
-        metrics.add({f"timing/{key}": value for key, value in timing.items()}, history.epochs_done)
-        metrics.flush()
+        record_results(job, results, history, decoder.fitted_summary(), context.logger.seconds)
         save_final_artifacts(output_dir / "artifacts", stimuli, reconstructions, predicted, decoder, history)
-        mlflow.log_artifacts(str(output_dir / "artifacts"))
-        if (output_dir / ".hydra").is_dir():
-            mlflow.log_artifacts(str(output_dir / ".hydra"), "hydra")
-        log.info(
-            "test loss %.5f, latent similarity %.4f, SSIM %.4f; outputs in %s",
-            *(results[key] for key in ("final_test_loss", "latent_similarity", "ssim")),
-            output_dir,
-        )
-    return results["final_test_loss"]
+        record_provenance(job.run_id, cfg, hydra_config, output_dir / "artifacts")
+    log.info(
+        "latent similarity %.4f, SSIM %.4f; outputs in %s", results["latent_similarity"], results["ssim"], output_dir
+    )
+    return float(history.test_loss[-1])
+
+
+def record_results(job: JobRun, results: dict, history: History, fitted: dict, logging_seconds: float) -> None:
+    """End-of-run metrics, what the decoder chose, and what training and logging cost."""
+    step = history.epochs_done
+    losses = {"final_test_loss": float(history.test_loss[-1]), "final_train_loss": float(history.train_loss[-1])}
+    job.metrics.add({f"final/{key}": value for key, value in {**results, **losses}.items()}, step)
+    job.metrics.add({f"decoder/{key}": value for key, value in fitted.items()}, step)
+    timing = {"fit_seconds": history.seconds, "logging_seconds": logging_seconds}
+    job.metrics.add({f"timing/{key}": value for key, value in timing.items()}, step)
+    job.metrics.flush()
+
+
+def record_provenance(run_id: str, cfg: DictConfig, hydra_config: DictConfig | None, artifacts: Path) -> None:
+    """The run's own resolved config and command-line overrides, beside its artifacts."""
+    (artifacts / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    overrides = list(hydra_config.overrides.task) if hydra_config is not None else []
+    (artifacts / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
+    MlflowClient().log_artifacts(run_id, str(artifacts))
 
 
 def check_parts_agree(data, decoder, generator, evaluation, context: FitContext) -> None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: small simulated experiments and a helper that runs the CLI in a subprocess."""
+"""Shared fixtures: small simulated experiments, the entry point run in-process through Hydra's
+compose API, and a helper that runs a CLI in a subprocess (for exit codes, signals, launchers)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,26 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from mlflow import MlflowClient
+from omegaconf import open_dict
 
+import hyperexp.config  # noqa: F401  (registers the schemas the configs name)
 from hyperexp.data.simulate import Simulation, simulate_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(n_voxels=96, n_train=60, n_test=8, latent_dim=32, repeats=4, noise=1.0, seed=3)
+# A run of a few seconds: small simulated data, few epochs, a fast learning rate.
+TINY = [
+    "experiment=smoke",
+    "trainer.progress=false",
+    "trainer.epochs=12",
+    "trainer.log_every=4",
+    "data.simulation.n_voxels=128",
+    "data.simulation.n_train=90",
+    "decoder.optimizer.lr=1e-3",
+]
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +39,40 @@ def small_simulation() -> Simulation:
 @pytest.fixture(scope="session")
 def small_subjects(small_simulation):
     return simulate_experiment(small_simulation)
+
+
+def compose_job(*overrides: str):
+    """The config ``python -m hyperexp.train overrides`` would get, with Hydra's job info set
+    (as lightning-hydra-template's tests do); returns (config, hydra config)."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    hydra_config = HydraConfig.get()
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg, hydra_config
+
+
+def run_in_process(folder: Path, *overrides: str, output: str = "out") -> float:
+    """Run the entry point's job function in ``folder`` (its runs/ and data/ go there)."""
+    from hyperexp.train import run
+
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        cfg, hydra_config = compose_job(*overrides)
+        return run(cfg, folder / output, hydra_config)
+    finally:
+        os.chdir(previous)
+
+
+def store(folder: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{folder / 'runs' / 'mlflow.db'}")
+
+
+def runs_of(client: MlflowClient, experiment: str = "smoke"):
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300, module: str = "hyperexp.train") -> subprocess.CompletedProcess:

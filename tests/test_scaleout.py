@@ -176,7 +176,7 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 
 def _open_fresh_store(folder: str) -> str:
-    from hyperexp.track import setup_experiment
+    from hyperexp.track.store import setup_experiment
 
     return setup_experiment(f"sqlite:///{folder}/mlflow.db", "race")
 

@@ -66,9 +66,10 @@ class Decoder:
         return module
 
 
-def evaluated_once(decoder: Decoder, x: torch.Tensor, t: torch.Tensor, context: FitContext) -> History:
+def evaluated_once(decoder: Decoder, x: torch.Tensor, t: torch.Tensor, context: FitContext, seconds: float) -> History:
     """A one-step history for a decoder fitted in closed form, logged like a trained epoch."""
     history = History(epochs=1, device=x.device)
+    history.seconds = seconds
     with torch.no_grad():
         history.record(0, {"train_loss": l2_loss(decoder.predict(x), t)})
         if context.monitor is not None:

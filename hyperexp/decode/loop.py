@@ -7,6 +7,7 @@ an epoch never waits for the host.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -58,6 +59,7 @@ class History:
         self.on_device: dict[str, torch.Tensor] = {}
         self.metrics: dict[str, torch.Tensor] = {}
         self.epochs_done = 0
+        self.seconds = 0.0  # wall time of the fit (this process's share of it, after a resume)
 
     def record(self, epoch: int, values: dict[str, torch.Tensor]) -> None:
         for name, value in values.items():
@@ -124,6 +126,7 @@ def training_state(epoch: int, module, optimizer, shuffle: torch.Generator, hist
 
 def train(module, optimizer, x: torch.Tensor, t: torch.Tensor, context: FitContext) -> History:
     """Mini-batch training of ``module`` on (x, t), reshuffled every epoch; returns its history."""
+    started = time.perf_counter()
     settings = context.settings
     shuffle = torch.Generator(device=x.device).manual_seed(settings.seed)
     history = History(settings.epochs, x.device)
@@ -175,4 +178,5 @@ def train(module, optimizer, x: torch.Tensor, t: torch.Tensor, context: FitConte
             raise StopRequested(done)
     bar.close()
     history.sync(settings.epochs)
+    history.seconds = time.perf_counter() - started
     return history

@@ -42,10 +42,10 @@ class FeatureMatchingLoss(nn.Module):
         return l2_loss(prediction, target) + self.weight * self.feature_term(prediction, target)
 
 
-def training_objective(generator: nn.Module, weight: float, layer: int, compile: bool = False):
-    """The published latent L2 loss, or with ``weight > 0`` the generator-feature loss on top
-    (optionally ``torch.compile``d: the first epoch then pays the compilation)."""
-    if not weight:
+def training_objective(generator: nn.Module, settings):
+    """The published latent L2 loss, or with ``trainer.feature_loss.weight > 0`` the generator-feature
+    loss on top (optionally ``torch.compile``d: the first epoch then pays the compilation)."""
+    if not settings.feature_loss.weight:
         return l2_loss
-    loss = FeatureMatchingLoss(generator, layer, weight)
-    return torch.compile(loss) if compile else loss
+    loss = FeatureMatchingLoss(generator, settings.feature_loss.layer, settings.feature_loss.weight)
+    return torch.compile(loss) if settings.compile else loss

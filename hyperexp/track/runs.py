@@ -7,12 +7,16 @@ import subprocess
 import time
 import traceback
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
+
+from hyperexp.track.resume import checkpoint_of
+from hyperexp.track.store import setup_experiment
 
 MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
 
@@ -97,3 +101,27 @@ def tracked_run(
         raise
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+@dataclass
+class JobRun:
+    """The MLflow run of one job: its id, its metric buffer, and the checkpoint it resumes from."""
+
+    run_id: str
+    metrics: MetricBuffer
+    resume_from: dict | None
+
+
+@contextlib.contextmanager
+def job_run(
+    tracking, name: str, tags: Mapping[str, str], params: Mapping[str, str], resume: str | None, parent_run_id=None
+) -> Iterator[JobRun]:
+    """Open (or, with ``resume``, continue) this job's run in ``tracking``'s store and experiment;
+    a new run gets ``params``, a continued one must have been made with the same ones."""
+    experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
+    state = checkpoint_of(resume, params) if resume else None
+    with tracked_run(experiment_id, name, tags, run_id=resume, parent_run_id=parent_run_id) as active:
+        run_id = active.info.run_id
+        if state is None:
+            log_params(run_id, params)
+        yield JobRun(run_id, MetricBuffer(run_id), state)
