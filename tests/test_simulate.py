@@ -5,6 +5,7 @@ import pytest
 
 from hyperexp.data.files import load_subject
 from hyperexp.data.simulate import Simulation, ensure_simulated_files, simulate_experiment
+from hyperexp.errors import InputError
 from tests.conftest import SMALL
 
 
@@ -61,9 +62,9 @@ def test_responses_are_linearly_decodable(small_subjects):
 
 
 def test_bad_simulation_parameters_are_refused():
-    with pytest.raises(ValueError, match="n_voxels"):
+    with pytest.raises(InputError, match="n_voxels"):
         Simulation(n_voxels=0)
-    with pytest.raises(ValueError, match="noise"):
+    with pytest.raises(InputError, match="noise"):
         Simulation(noise=float("nan"))
 
 

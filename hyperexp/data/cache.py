@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
+
+from hyperexp.atomic import atomic_path
 
 
 def content_key(arrays: list[np.ndarray], **params) -> str:
@@ -35,9 +34,6 @@ def cached_arrays(folder: str | Path, key: str, compute: Callable[[], dict[str, 
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
         arrays = compute()
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{key}.", delete=False) as tmp:
-            tmp.write(buffer.getvalue())
-        os.replace(tmp.name, path)
+        with atomic_path(path) as temporary, temporary.open("wb") as file:
+            np.savez(file, **arrays)
         return arrays

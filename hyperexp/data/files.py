@@ -2,38 +2,27 @@
 
 The published data are one pickle per subject, ``data_k.dat``, holding ``(X_tr, T_tr, X_te,
 T_te)``: lists of per-trial 1-D arrays (or 2-D arrays) of voxel responses X and generator
-latents T. A pickle can run arbitrary code when loaded, so :func:`load_subject` unpickles with an
-allow-list of exactly the globals that NumPy arrays need; anything else is refused. ``.npz``
-files with the keys ``x_train, t_train, x_test, t_test`` are read with ``allow_pickle=False``.
+latents T. A pickle can run arbitrary code and a small file can declare huge arrays, so
+:func:`load_subject` reads pickles with :mod:`hyperexp.data.safe_pickle` (NumPy arrays of numbers
+only) and ``.npz`` files with the keys ``x_train, t_train, x_test, t_test`` with
+:mod:`hyperexp.data.safe_npz`; both stay within a :class:`ReadLimit` (``max_bytes``).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hyperexp.atomic import atomic_path
+from hyperexp.data.limits import DEFAULT_MAX_BYTES, DataFileError, ReadLimit
+from hyperexp.data.safe_npz import load_npz
+from hyperexp.data.safe_pickle import load_pickle
+
 FIELDS = ("x_train", "t_train", "x_test", "t_test")
-
-# The globals a pickle of NumPy arrays references, under NumPy 1 and NumPy 2 module paths.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),  # bytes inside protocol-2 pickles written by Python 3
-}
-
-
-class DataFileError(ValueError):
-    """A data file is missing, unsafe or malformed; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -54,33 +43,34 @@ class SubjectData:
         return self.t_train.shape[1]
 
 
-class _AllowListUnpickler(pickle.Unpickler):
-    def __init__(self, file, source: Path):
-        super().__init__(file)
-        self.source = source
+def _check_trials(value, field: str, source: Path) -> None:
+    """A 2-D array, or a non-empty list of arrays; nothing nested (a list of lists sharing memoised
+    sublists can stand for billions of numbers in a few bytes)."""
+    if isinstance(value, np.ndarray):
+        return
+    if not isinstance(value, (list, tuple)):
+        raise DataFileError(f"{source}: {field} is a {type(value).__name__}, expected a list of arrays or an array")
+    if not value:
+        raise DataFileError(f"{source}: {field} has no trials")
+    for index, trial in enumerate(value):
+        if not isinstance(trial, np.ndarray):
+            raise DataFileError(f"{source}: {field} trial {index} is a {type(trial).__name__}, expected an array")
 
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise DataFileError(
-                f"{self.source}: refused to unpickle global '{module}.{name}' "
-                "(only NumPy arrays and plain containers are allowed)"
-            )
-        return super().find_class(module, name)
+
+def _stacked_bytes(value) -> int:
+    """Bytes once the trials are stacked: every reference to a shared array is a copy then."""
+    return value.nbytes if isinstance(value, np.ndarray) else sum(trial.nbytes for trial in value)
 
 
 def _as_matrix(value, field: str, source: Path) -> np.ndarray:
     """A list of per-trial 1-D arrays or a 2-D array -> a float 2-D array, or a clear error."""
     if isinstance(value, np.ndarray):
         matrix = value
-    elif isinstance(value, (list, tuple)):
-        if not value:
-            raise DataFileError(f"{source}: {field} has no trials")
-        lengths = {np.shape(trial) for trial in value}
-        if len(lengths) != 1:
-            raise DataFileError(f"{source}: {field} is ragged (trial shapes {sorted(lengths)[:3]})")
-        matrix = np.stack([np.asarray(trial) for trial in value])
     else:
-        raise DataFileError(f"{source}: {field} is a {type(value).__name__}, expected a list of arrays or an array")
+        shapes = {trial.shape for trial in value}
+        if len(shapes) != 1:
+            raise DataFileError(f"{source}: {field} is ragged (trial shapes {sorted(shapes)[:3]})")
+        matrix = np.stack(value)
     if matrix.ndim != 2:
         raise DataFileError(f"{source}: {field} has shape {matrix.shape}, expected (trials, features)")
     if not np.issubdtype(matrix.dtype, np.floating) and not np.issubdtype(matrix.dtype, np.integer):
@@ -88,11 +78,21 @@ def _as_matrix(value, field: str, source: Path) -> np.ndarray:
     if not np.isfinite(matrix).all():
         bad = int((~np.isfinite(matrix)).sum())
         raise DataFileError(f"{source}: {field} has {bad} non-finite values (NaN or Inf)")
+    # Only a split whose trials are all identical is refused: it has nothing to learn or test.
+    # Some repeats are legitimate: a face shown again has the same latents (a pickle may even
+    # reference one array twice), and preprocessing can make a few responses equal.
+    if len(matrix) > 1 and np.array_equal(matrix.min(axis=0), matrix.max(axis=0)):
+        raise DataFileError(f"{source}: {field}: all {len(matrix)} trials are identical")
     return matrix.astype(np.float64 if matrix.dtype == np.float64 else np.float32, copy=False)
 
 
-def validate_subject(fields: dict, source: Path) -> SubjectData:
-    """Check shapes and values of the four arrays of one subject; returns SubjectData."""
+def validate_subject(fields: dict, source: Path, limit: ReadLimit | None = None) -> SubjectData:
+    """Check shapes and values of the four arrays of one subject; returns SubjectData. With a
+    ``limit``, the trials' stacked size is checked against it before anything is stacked."""
+    for name in FIELDS:
+        _check_trials(fields[name], name, source)
+    if limit is not None:
+        limit.check_arrays(sum(_stacked_bytes(fields[name]) for name in FIELDS))
     arrays = {name: _as_matrix(fields[name], name, source) for name in FIELDS}
     x_train, t_train, x_test, t_test = (arrays[name] for name in FIELDS)
     if len(x_train) != len(t_train):
@@ -106,58 +106,39 @@ def validate_subject(fields: dict, source: Path) -> SubjectData:
     return SubjectData(x_train, t_train, x_test, t_test)
 
 
-def load_subject(path: str | os.PathLike, latent_dim: int | None = None) -> SubjectData:
-    """Read one subject from a published ``.dat`` pickle or an ``.npz`` file and validate it."""
+def load_subject(
+    path: str | os.PathLike, latent_dim: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> SubjectData:
+    """Read one subject from a published ``.dat`` pickle or an ``.npz`` file and validate it,
+    refusing a file whose arrays declare more than ``max_bytes`` or than the file can hold."""
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path}: no such data file")
+    limit = ReadLimit.for_file(path, max_bytes)
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                missing = [name for name in FIELDS if name not in archive.files]
-                if missing:
-                    raise DataFileError(f"{path}: missing arrays {missing} (expected {list(FIELDS)})")
-                fields = {name: archive[name] for name in FIELDS}
-        except DataFileError:
-            raise
-        except Exception as error:  # zipfile/numpy errors on corrupt archives
-            raise DataFileError(f"{path}: not a readable .npz archive ({error})") from None
+        fields = load_npz(limit, FIELDS)
     else:
-        try:
-            with path.open("rb") as file:
-                content = _AllowListUnpickler(io.BufferedReader(file), path).load()
-        except DataFileError:
-            raise
-        except Exception as error:  # truncated or garbled pickles raise many exception types
-            raise DataFileError(f"{path}: not a readable data pickle ({type(error).__name__}: {error})") from None
+        content = load_pickle(limit)
         if not isinstance(content, (tuple, list)) or len(content) != 4:
             length = len(content) if isinstance(content, (tuple, list)) else type(content).__name__
             raise DataFileError(f"{path}: expected a tuple (X_tr, T_tr, X_te, T_te), got {length}")
         fields = dict(zip(FIELDS, content))
-    subject = validate_subject(fields, path)
+    subject = validate_subject(fields, path, limit)
     if latent_dim is not None and subject.latent_dim != latent_dim:
         raise DataFileError(f"{path}: latents are {subject.latent_dim}-d, the generator expects {latent_dim}-d")
     return subject
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(payload)
-    os.replace(tmp.name, path)
-
-
 def save_subject_dat(path: str | os.PathLike, subject: SubjectData) -> None:
     """Write the published format: a pickle of (X_tr, T_tr, X_te, T_te) as lists of 1-D arrays."""
     content = tuple(list(getattr(subject, name)) for name in FIELDS)
-    _write_atomically(Path(path), pickle.dumps(content, protocol=4))
+    with atomic_path(path) as temporary, temporary.open("wb") as file:
+        pickle.dump(content, file, protocol=4)
 
 
 def save_subject_npz(path: str | os.PathLike, subject: SubjectData) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **{name: getattr(subject, name) for name in FIELDS})
-    _write_atomically(Path(path), buffer.getvalue())
+    with atomic_path(path) as temporary, temporary.open("wb") as file:
+        np.savez(file, **{name: getattr(subject, name) for name in FIELDS})
 
 
 def subject_file(root: str | os.PathLike, subject: int) -> Path:

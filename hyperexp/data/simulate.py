@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from hyperexp.atomic import atomic_write
 from hyperexp.data.files import SubjectData, save_subject_dat
+from hyperexp.errors import InputError
 from hyperexp.generate.facesketch import FaceSketch
 
 
@@ -38,10 +40,10 @@ class Simulation:
     def __post_init__(self):
         for name in ("n_subjects", "n_voxels", "n_train", "n_test", "latent_dim", "repeats"):
             if getattr(self, name) < 1:
-                raise ValueError(f"simulation.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"simulation.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("noise", "visual_gain"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"simulation.{name} must be >= 0, got {getattr(self, name)}")
+                raise InputError(f"simulation.{name} must be >= 0, got {getattr(self, name)}")
 
     def key(self) -> str:
         """A short content key: the same parameters give the same files."""
@@ -115,5 +117,5 @@ def ensure_simulated_files(simulation: Simulation, cache_dir: str | Path) -> Pat
         if not all(path.is_file() for path in expected):
             for path, subject in zip(expected, simulate_experiment(simulation)):
                 save_subject_dat(path, subject)
-            (folder / "simulation.json").write_text(json.dumps(asdict(simulation), indent=2))
+            atomic_write(folder / "simulation.json", json.dumps(asdict(simulation), indent=2).encode())
     return folder
