@@ -45,7 +45,7 @@ class DataConfig:
     source: str = "simulated"  # simulated | files
     root: str | None = None
     cache_dir: str = "data"
-    max_bytes: int = 4 * 2**30  # the most array data one subject's file may declare
+    max_bytes: int = 4 * 2**30  # the most array data one subject's file may declare (bytes)
     simulation: Simulation = field(default_factory=Simulation)
 
 

@@ -31,7 +31,7 @@ from hyperexp.generate import render
 from hyperexp.signals import GracefulStop
 from hyperexp.track.preview import PreviewLogger
 from hyperexp.track.resume import tag_checkpoint
-from hyperexp.track.runs import JobRun, flatten, job_run
+from hyperexp.track.runs import JobRun, flatten, git_commit, job_run
 from hyperexp.track.sweep import record_failed_job, sweep_membership
 
 log = logging.getLogger("hyperexp")
@@ -52,6 +52,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
     sweep_tags, parent_id = sweep_membership(hydra_config)
     name = cfg.tracking.run_name or f"{data.name}-{decoder_choice(hydra_config, decoder)}"
     tags = {**data.tags(), **sweep_tags, "seed": str(settings.seed), "output_dir": str(output_dir)}
+    tags["mlflow.source.git.commit"] = git_commit(Path(__file__).parent)  # MLflow's own tag: the UI shows it
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     with job_run(cfg.tracking, name, tags, params, settings.resume, parent_id) as job:
         log.info("MLflow run %s (%s) in experiment '%s'", job.run_id, name, cfg.tracking.experiment)

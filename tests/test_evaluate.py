@@ -6,13 +6,13 @@ import torch
 from scipy.stats import pearsonr
 from skimage.metrics import structural_similarity
 
+from hyperexp.errors import InputError
+from hyperexp.evaluate.evaluation import load_boundaries, load_feature_extractor
 from hyperexp.evaluate.metrics import (
     attribute_metrics,
     feature_metrics,
     image_metrics,
     latent_metrics,
-    load_boundaries,
-    load_feature_extractor,
     project_on_boundaries,
     two_way_identification,
 )
@@ -241,20 +241,25 @@ def test_load_boundaries(tmp_path):
     np.testing.assert_array_equal(loaded[1], row[0])
 
 
-def test_load_boundaries_errors_name_the_file(tmp_path):
-    np.save(tmp_path / "short.npy", np.zeros(511))
-    with pytest.raises(ValueError, match=r"short\.npy.*expected shape"):
-        load_boundaries([tmp_path / "short.npy"])
+def test_boundary_files_are_refused_in_one_line_naming_the_file(tmp_path):
+    from hyperexp.evaluate import Evaluation
+
+    np.save(tmp_path / "short.npy", np.zeros(511) + 1)
+    with pytest.raises(InputError, match=r"attribute_boundaries: boundaries are 511-d, latents 512-d"):
+        Evaluation(attribute_boundaries=[str(tmp_path / "short.npy")]).check_latent_dim(512)
     bad = np.ones(512)
     bad[7] = np.inf
     np.save(tmp_path / "inf.npy", bad)
-    with pytest.raises(ValueError, match=r"inf\.npy.*NaN or infinite"):
+    with pytest.raises(InputError, match=r"inf\.npy: a boundary must be finite and non-zero"):
         load_boundaries([tmp_path / "inf.npy"])
     np.save(tmp_path / "pickled.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match=r"pickled\.npy"):
+    with pytest.raises(InputError, match=r"pickled\.npy: cannot read"):
         load_boundaries([tmp_path / "pickled.npy"])
-    with pytest.raises(ValueError, match="at least one"):
-        load_boundaries([])
+    np.save(tmp_path / "square.npy", np.ones((2, 512)))
+    with pytest.raises(InputError, match=r"square\.npy: a boundary must have shape"):
+        load_boundaries([tmp_path / "square.npy"])
+    with pytest.raises(InputError, match=r"missing\.npy: cannot read"):
+        Evaluation(attribute_boundaries=[str(tmp_path / "missing.npy")])
 
 
 # ----------------------------------------------------------------------------- features
@@ -310,9 +315,9 @@ def test_load_feature_extractor_round_trip_and_errors(tmp_path):
     images = random_images(n=2, size=8, seed=6)
     assert feature_metrics(images, images * 0.5, loaded)["feature_cosine"] == pytest.approx(1.0)
 
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(InputError, match="missing.pt: no such feature extractor file"):
         load_feature_extractor(tmp_path / "missing.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a torchscript archive")
-    with pytest.raises(ValueError, match="garbage.pt"):
+    with pytest.raises(InputError, match="garbage.pt: not a loadable TorchScript network"):
         load_feature_extractor(garbage)

@@ -265,16 +265,17 @@ def test_building_blocks():
 
 
 def test_hydra_config_builds_the_generator():
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from hyperexp.config import build
+    from hyperexp.errors import InputError
+
     config = OmegaConf.load(REPO / "conf" / "generator" / "pggan.yaml")
-    assert config.preview_size == 128 and config.batch_size == 4
-    model = instantiate(config.model, random_init=True, device="cpu")
+    assert config.batch_size == 4
+    model = build(config.model, random_init=True, device="cpu")
     assert isinstance(model, PGGANGenerator)
-    with pytest.raises(InstantiationException, match="generator.model.weights"):
-        instantiate(config.model)
+    with pytest.raises(InputError, match="generator.model.weights"):
+        build(config.model)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hyperexp.data.files import DataFileError, SubjectData, load_subject, subject_file
+from hyperexp.data.files import DEFAULT_MAX_BYTES, DataFileError, SubjectData, load_subject, subject_file
 from hyperexp.data.simulate import Simulation, ensure_simulated_files
 from hyperexp.data.variants import DecodingData, prepare
 from hyperexp.errors import InputError
@@ -26,7 +26,7 @@ def build(
     source: str = "simulated",
     root: str | None = None,
     cache_dir: str = "data",
-    max_bytes: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     simulation: Simulation | dict | None = None,
     device=None,
 ) -> DecodingData:
@@ -34,7 +34,7 @@ def build(
     numbers = select_subjects(subjects, n_subjects)
     if isinstance(simulation, dict):
         simulation = Simulation(**simulation)
-    subject_data, paths = load_subjects(numbers, source, root, simulation, cache_dir)
+    subject_data, paths = load_subjects(numbers, source, root, simulation, cache_dir, max_bytes)
     return prepare(
         subject_data,
         variant,
@@ -65,6 +65,7 @@ def load_subjects(
     root: str | None = None,
     simulation: Simulation | None = None,
     cache_dir: str | Path = "data",
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[list[SubjectData], list[Path]]:
     """Read ``data_k`` for each subject k from ``root`` (``source=files``) or from the simulated
     experiment's files, generated once into ``cache_dir`` (``source=simulated``)."""
@@ -72,8 +73,8 @@ def load_subjects(
         simulation = simulation or Simulation()
         if max(subjects) > simulation.n_subjects:
             raise InputError(
-                f"data.subjects: subject {max(subjects)} is not in the simulated experiment "
-                f"(data.simulation.n_subjects={simulation.n_subjects})"
+                f"data.subjects: subject {max(subjects)} is not in the simulated experiment of "
+                f"{simulation.n_subjects} subjects (simulate more with data.simulation.n_subjects={max(subjects)})"
             )
         folder = ensure_simulated_files(simulation, cache_dir)
     elif source == "files":
@@ -85,4 +86,4 @@ def load_subjects(
     else:
         raise InputError(f"data.source: must be simulated or files, got {source!r}")
     paths = [subject_file(folder, k) for k in subjects]
-    return [load_subject(path) for path in paths], paths
+    return [load_subject(path, max_bytes=max_bytes) for path in paths], paths
