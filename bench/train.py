@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from hyperexp.config import TrainerConfig
 from hyperexp.data.simulate import Simulation, simulate_experiment
 from hyperexp.data.variants import prepare
-from hyperexp.config import TrainerConfig
 from hyperexp.decode import FitContext, GradientDecoder
 from hyperexp.decode.optim import MXNetAdam
 from hyperexp.decode.solvers import ridge_cv
