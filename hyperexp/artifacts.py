@@ -1,5 +1,5 @@
 """Files a run leaves behind: the reconstructions as the published code saves them, a grid, the
-loss curve, the decoder weights and the predicted latents."""
+loss curve, the decoder weights, the predicted latents and the per-trial metrics."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hyperexp.atomic import atomic_path
 from hyperexp.decode import Decoder, History
 from hyperexp.evaluate.grids import comparison_grid
 
@@ -47,3 +48,13 @@ def save_final_artifacts(
     plot_losses(history, folder / "loss_curve.png")
     torch.save(decoder.state_dict(), folder / "decoder.pt")
     np.save(folder / "predicted_latents.npy", predicted.cpu().numpy())
+
+
+def save_per_trial(path: Path, values: dict[str, np.ndarray]) -> Path:
+    """``per_trial.csv``: a ``trial`` column (the test trial's index) and one column per metric."""
+    names = list(values)
+    rows = np.column_stack([values[name] for name in names])
+    table = np.column_stack([np.arange(len(rows)), rows])
+    with atomic_path(path) as temporary:
+        np.savetxt(temporary, table, delimiter=",", fmt="%.17g", header=",".join(["trial", *names]), comments="")
+    return path

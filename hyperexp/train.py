@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from hyperexp.artifacts import save_final_artifacts
+from hyperexp.artifacts import save_final_artifacts, save_per_trial
 from hyperexp.config import build, validated
 from hyperexp.decode import FitContext, History, StopRequested
 from hyperexp.decode.checkpoints import Checkpoints
@@ -27,6 +27,8 @@ from hyperexp.decode.losses import training_objective
 from hyperexp.device import resolve_device
 from hyperexp.errors import InputError
 from hyperexp.evaluate import EpochMetrics
+from hyperexp.evaluate.convergence import tail_drop
+from hyperexp.evaluate.trials import PER_TRIAL_FILE, stimulus_set_key
 from hyperexp.generate import render
 from hyperexp.signals import GracefulStop
 from hyperexp.track.preview import PreviewLogger
@@ -52,6 +54,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
     sweep_tags, parent_id = sweep_membership(hydra_config)
     name = cfg.tracking.run_name or f"{data.name}-{decoder_choice(hydra_config, decoder)}"
     tags = {**data.tags(), **sweep_tags, "seed": str(settings.seed), "output_dir": str(output_dir)}
+    tags["test_set"] = stimulus_set_key(data.t_test)  # runs with equal keys pair trial by trial in reports
     tags["mlflow.source.git.commit"] = git_commit(Path(__file__).parent)  # MLflow's own tag: the UI shows it
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     with job_run(cfg.tracking, name, tags, params, settings.resume, parent_id) as job:
@@ -63,6 +66,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
         tag = functools.partial(tag_checkpoint, job.run_id)
         context.checkpoints = Checkpoints(output_dir / "checkpoints" / "last.pt", settings.checkpoint_every, tag)
         history = decoder.fit(x_train, t_train, context)
+        warn_if_still_falling(history)
 
         with torch.no_grad():
             predicted = decoder.predict(x_test)
@@ -70,6 +74,8 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
         results = evaluation(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator)
         record_results(job, results, history, decoder.fitted_summary(), context.logger.seconds)
         save_final_artifacts(output_dir / "artifacts", stimuli, reconstructions, predicted, decoder, history)
+        trials = evaluation.per_trial(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions)
+        save_per_trial(output_dir / "artifacts" / PER_TRIAL_FILE, trials)
         record_provenance(job.run_id, cfg, hydra_config, output_dir / "artifacts")
     log.info(
         "latent similarity %.4f, SSIM %.4f; outputs in %s", results["latent_similarity"], results["ssim"], output_dir
@@ -86,6 +92,19 @@ def record_results(job: JobRun, results: dict, history: History, fitted: dict, l
     timing = {"fit_seconds": history.seconds, "logging_seconds": logging_seconds}
     job.metrics.add({f"timing/{key}": value for key, value in timing.items()}, step)
     job.metrics.flush()
+
+
+def warn_if_still_falling(history: History) -> None:
+    """Say so when the test loss was still falling at the end: such a run compares nothing yet."""
+    drop = tail_drop(history.test_loss.tolist())
+    if drop is not None and drop.still_falling:
+        log.warning(
+            "test loss still falling: the last %d of %d epochs made %.0f%% of its improvement; results are "
+            "preliminary (trainer=quick is for smoke tests only)",
+            drop.tail_epochs,
+            history.epochs_done,
+            100 * drop.fraction,
+        )
 
 
 def record_provenance(run_id: str, cfg: DictConfig, hydra_config: DictConfig | None, artifacts: Path) -> None:
