@@ -1,4 +1,8 @@
-"""Write the comparison report of a sweep: ``python -m hyperexp.report TARGET [--tracking-uri URI] [--out DIR]``."""
+"""Write the comparison report of a sweep: ``python -m hyperexp.report TARGET [TARGET ...] [--baseline GROUP]``.
+
+Several targets are reported together (e.g. a pool-size sweep and its noise-free ceiling); the
+report goes to the first target's folder unless ``--out`` says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from hyperexp.errors import InputError
 from hyperexp.report.queries import RunRecord, collect_runs
+from hyperexp.report.trials import load_trials
 from hyperexp.report.write import log_report_to_run, write_report
 from hyperexp.track.sweep import read_parent_run_id
 
@@ -48,18 +53,29 @@ def resolve_target(target: str, tracking_uri: str) -> tuple[list[RunRecord], Pat
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hyperexp.report", description=__doc__.splitlines()[0])
-    parser.add_argument("target", help="sweep id (the 'sweep' tag), Hydra sweep folder, or experiment name")
+    parser.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="sweep id (the 'sweep' tag), Hydra sweep folder, or experiment name",
+    )
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
     parser.add_argument(
         "--out", type=Path, help="output folder (default: the sweep folder, else outputs/reports/TARGET)"
     )
     parser.add_argument("--no-log", action="store_true", help="do not attach the report to the sweep's parent run")
+    parser.add_argument("--baseline", help="compare every group with this one (e.g. data=subject1); default: all pairs")
+    parser.add_argument("--title", help="the report's title (default: 'Sweep report: TARGET ...')")
     args = parser.parse_args(argv)
     try:
-        records, out_dir, parent_run_id = resolve_target(args.target, args.tracking_uri)
-        if len({r.parent_run_id for r in records}) > 1:
-            print(f"hyperexp: warning: {args.target}: matches runs of several parent runs", file=sys.stderr)
-        paths = write_report(records, args.out or out_dir, title=f"Sweep report: {args.target}")
+        resolved = [resolve_target(target, args.tracking_uri) for target in args.targets]
+        records = [record for found, _, _ in resolved for record in found]
+        _, out_dir, parent_run_id = resolved[0]
+        if len(resolved) == 1 and len({r.parent_run_id for r in records}) > 1:
+            print(f"hyperexp: warning: {args.targets[0]}: matches runs of several parent runs", file=sys.stderr)
+        title = args.title or f"Sweep report: {' '.join(args.targets)}"
+        trials = load_trials(records, args.tracking_uri)
+        paths = write_report(records, trials, args.out or out_dir, title=title, baseline=args.baseline)
     except (InputError, OSError) as error:  # OSError: e.g. an --out folder that cannot be written
         message = error if isinstance(error, InputError) else f"{error.filename or 'report'}: {error.strerror}"
         print(f"hyperexp: error: {message}", file=sys.stderr)
