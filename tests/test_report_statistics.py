@@ -21,7 +21,7 @@ from hyperexp.errors import InputError
 from hyperexp.evaluate import EpochMetrics
 from hyperexp.evaluate.convergence import tail_drop
 from hyperexp.evaluate.trials import PER_TRIAL_FILE
-from hyperexp.report.compare import analyse, comparison_pairs, resolve_baseline
+from hyperexp.report.compare import analyse, comparison_pairs, resolve_group
 from hyperexp.report.queries import RunRecord, collect_runs
 from hyperexp.report.statistics import N_RESAMPLES, RANDOM_SEED, holm
 from hyperexp.report.trials import RunTrials, arrange_trials, load_trials
@@ -204,12 +204,12 @@ def test_runs_differing_only_in_decoder_seed_are_averaged_not_counted(tmp_path):
 
 def test_baselines_resolve_by_their_items_and_refuse_ambiguity():
     groups = ["data=subject1,decoder=adam", "data=subject2,decoder=adam", "data=subject1,decoder=ols"]
-    assert resolve_baseline("data=subject2", groups) == "data=subject2,decoder=adam"
-    assert resolve_baseline("decoder=ols", groups) == "data=subject1,decoder=ols"
+    assert resolve_group("data=subject2", groups) == "data=subject2,decoder=adam"
+    assert resolve_group("decoder=ols", groups) == "data=subject1,decoder=ols"
     with pytest.raises(InputError, match="matches 2 groups"):
-        resolve_baseline("data=subject1", groups)
+        resolve_group("data=subject1", groups)
     with pytest.raises(InputError, match="matches no group"):
-        resolve_baseline("data=average", groups)
+        resolve_group("data=average", groups)
     assert comparison_pairs(["a", "b", "c"], None) == [("b", "a"), ("c", "a"), ("c", "b")]
     assert comparison_pairs(["a", "b", "c"], "b") == [("a", "b"), ("c", "b")]
 

@@ -4,6 +4,8 @@ MLflow store; sweeps through the real CLI, where Hydra's launcher and the proces
 import pytest
 import torch
 
+from hyperexp.evaluate.trials import PER_TRIAL_FILE
+from hyperexp.report.trials import read_per_trial_csv
 from tests.conftest import TINY, run_cli, run_in_process, runs_of, store
 
 
@@ -55,6 +57,11 @@ def test_run_reports_final_latent_image_and_attribute_metrics(single_run):
     assert 0 < final["final/latent_similarity"] <= 1 and -1 <= final["final/ssim"] <= 1
     similarity = client.get_metric_history(run.info.run_id, "latent_similarity")
     assert len(similarity) == 12  # cheap metric every epoch
+    trials = read_per_trial_csv(single_run / "out" / "artifacts" / PER_TRIAL_FILE)  # the reports' raw material
+    assert PER_TRIAL_FILE in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert len(trials["ssim"]) == 12 and trials["ssim"].mean() == pytest.approx(final["final/ssim"], rel=1e-6)
+    assert 1 / (1 + trials["latent_mse"].mean()) == pytest.approx(final["final/latent_similarity"], rel=1e-6)
+    assert len(run.data.tags["test_set"]) == 12
     assert len(client.get_metric_history(run.info.run_id, "preview_ssim")) == 3  # every log_every epochs
 
 
@@ -92,7 +99,8 @@ def test_tiny_multirun_is_one_parent_run_with_a_child_per_job_and_a_report(tmp_p
     assert {r.data.tags["sweep"] for r in children} == {parent.data.tags["sweep"]} == {"sweep"}
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "data=subject1" in report and "data=subject2" in report
-    assert "report/report.md" in {a.path for a in store(tmp_path).list_artifacts(parent.info.run_id, "report")}
+    logged = {a.path for a in store(tmp_path).list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.md", "report/report.html", "report/differences.csv"} <= logged
 
 
 def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):

@@ -77,14 +77,19 @@ def _items(label: str) -> set[str]:
     return {item.strip() for item in label.split(",") if item.strip()}
 
 
-def resolve_baseline(spec: str, groups: Sequence[str]) -> str:
-    """The one group whose label is ``spec`` or holds all of its ``key=value`` items."""
+def spec_matches(spec: str, group: str) -> bool:
+    """Whether ``group``'s label is ``spec`` or holds all of its ``key=value`` items."""
+    return spec == group or _items(spec) <= _items(group)
+
+
+def resolve_group(spec: str, groups: Sequence[str], setting: str = "report.baseline") -> str:
+    """The one group that ``spec`` names (:func:`spec_matches`); ``setting`` names it in errors."""
     if spec in groups:
         return spec
-    matches = [group for group in groups if _items(spec) <= _items(group)]
+    matches = [group for group in groups if spec_matches(spec, group)]
     if len(matches) != 1:
         found = "no group" if not matches else f"{len(matches)} groups"
-        raise InputError(f"report.baseline: {spec!r} matches {found}; groups: {', '.join(groups)}")
+        raise InputError(f"{setting}: {spec!r} matches {found}; groups: {', '.join(groups)}")
     return matches[0]
 
 
@@ -157,7 +162,7 @@ def analyse(records: Sequence[RunRecord], trials: dict[str, GroupTrials], baseli
     )
     names = [g.group for g in groups]
     if baseline is not None:
-        baseline = resolve_baseline(baseline, names)
+        baseline = resolve_group(baseline, names)
     preliminary = {g.group: g.preliminary for g in groups}
     comparisons = []
     for name, reference in comparison_pairs(names, baseline):
