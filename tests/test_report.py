@@ -22,7 +22,7 @@ from hyperexp.report.queries import collect_runs
 from hyperexp.report.summary import summary_table
 from hyperexp.report.trials import load_trials
 from hyperexp.report.write import write_report
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 EXPERIMENT = "hyperexp"
 GROUPS_A = ("data=subject1", "data=subject2", "data=hyperaligned")
@@ -354,3 +354,15 @@ def test_cli_refuses_a_baseline_that_names_no_group_in_one_line(store, tmp_path,
     assert main(["sweep-a", "--tracking-uri", store.uri, "--out", str(tmp_path), "--baseline", "data=average"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("hyperexp: error: report.baseline: 'data=average' matches no group") and err.count("\n") == 1
+
+
+COMMITTED_REPORTS = sorted((REPO / "docs").glob("*/report.md"))
+
+
+@pytest.mark.parametrize("report", COMMITTED_REPORTS, ids=[path.parent.name for path in COMMITTED_REPORTS])
+def test_every_link_of_the_committed_reports_resolves(report):
+    links = MARKDOWN_LINK.findall(report.read_text())
+    assert links and all((report.parent / link).is_file() for link in links), links
+    html = (report.parent / "report.html").read_text()
+    assert all((report.parent / href).is_file() for href in re.findall(r'href="([^"]+)"', html))
+    assert html.count('<img src="data:image/png;base64,') == report.read_text().count("![")

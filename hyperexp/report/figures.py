@@ -62,8 +62,9 @@ def plot_estimates(analysis: Analysis, path: Path) -> Path:
         values, errors = _error_bars(estimates)
         axes.errorbar(positions, values, yerr=errors, fmt="o", capsize=4, color="black")
         axes.set_xticks(positions, [g.group for g in groups], rotation=30, ha="right", fontsize=8)
-        axes.set(title=f"{metric} (95% interval)", xlim=(-0.5, len(groups) - 0.5))
+        axes.set(title=metric, xlim=(-0.5, len(groups) - 0.5))
         _bounded_axis(axes, estimates)
+    figure.suptitle("Estimates with 95% intervals", fontsize=10)
     return _save(figure, path)
 
 
@@ -110,9 +111,10 @@ def plot_against_pool_size(analysis: Analysis, path: Path) -> Path:
             axes.errorbar(sizes_here, values, yerr=errors, fmt="o-", capsize=4, color=colours[label], label=label)
         axes.set_xscale("log", base=2)
         axes.set_xticks(sizes, [str(s) for s in sizes])
-        axes.set(title=f"{metric} (95% interval)", xlabel="pool size (subjects)")
+        axes.set(title=metric, xlabel="pool size (subjects)")
         _bounded_axis(axes, shown)
         axes.legend(fontsize=8)
+    figure.suptitle("Estimates with 95% intervals against pool size", fontsize=10)
     return _save(figure, path)
 
 
@@ -121,18 +123,22 @@ def comparison_label(comparison: Comparison) -> str:
 
 
 def plot_differences(analysis: Analysis, path: Path) -> Path:
-    """Each paired difference with its 95% interval, against a line at zero; one panel per metric."""
+    """Each paired difference with its 95% interval, against a line at zero; one panel per metric.
+    Against one baseline, the rows are named by their group and the title names the baseline."""
     metrics = analysis.metrics[:PANEL_METRICS]
     comparisons = analysis.comparisons
+    baselines = {c.baseline for c in comparisons}
+    labels = [c.group for c in comparisons] if len(baselines) == 1 else [comparison_label(c) for c in comparisons]
     figure, panels = _panels(metrics, 6.0, max(2.4, 0.45 * len(comparisons) + 1.2))
     positions = np.arange(len(comparisons))[::-1]  # the first comparison on top
     for index, (metric, axes) in enumerate(panels):
         values, errors = _error_bars([c.differences[metric] for c in comparisons])
         axes.errorbar(values, positions, xerr=errors, fmt="o", capsize=4, color="black")
         axes.axvline(0.0, color="grey", linewidth=1)
-        labels = [comparison_label(c) for c in comparisons] if index % 2 == 0 else [""] * len(comparisons)
-        axes.set_yticks(positions, labels, fontsize=8)
-        axes.set(title=f"{metric}: paired difference (95% interval)", ylim=(-0.7, len(comparisons) - 0.3))
+        axes.set_yticks(positions, labels if index % 2 == 0 else [""] * len(labels), fontsize=8)
+        axes.set(title=metric, ylim=(-0.7, len(comparisons) - 0.3))
+    against = f"minus {baselines.pop()}" if len(baselines) == 1 else "group minus reference"
+    figure.suptitle(f"Paired differences, {against} (95% intervals)", fontsize=10)
     return _save(figure, path)
 
 
