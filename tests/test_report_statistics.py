@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from hyperexp.report.queries import RunRecord, collect_runs
 from hyperexp.report.statistics import N_RESAMPLES, RANDOM_SEED, holm
 from hyperexp.report.trials import RunTrials, arrange_trials, load_trials
 from hyperexp.report.write import write_report
+from hyperexp.train import warn_if_still_falling
 
 N_TRIALS = 36
 REAL_DIFFERENCE = 0.1  # data=hyperaligned's latent cosine is this much above data=subject1's, trial by trial
@@ -219,6 +221,10 @@ def test_baselines_resolve_by_their_items_and_refuse_ambiguity():
 
 def fitted_losses(epochs: int) -> list[float]:
     """Per-epoch test losses of the published optimiser (at a fast rate) on a small regression."""
+    return fitted_history(epochs).test_loss.tolist()
+
+
+def fitted_history(epochs: int):
     generator = torch.Generator().manual_seed(0)
     weights = torch.randn(40, 8, generator=generator)
     x = torch.randn(150, 40, generator=generator)
@@ -226,7 +232,7 @@ def fitted_losses(epochs: int) -> list[float]:
     settings = TrainerConfig(epochs=epochs, batch_size=30, progress=False, log_every=epochs)
     decoder = GradientDecoder(functools.partial(MXNetAdam, lr=1e-2, weight_decay=0.01))
     context = FitContext(settings, monitor=EpochMetrics(x[120:], t[120:]))
-    return decoder.fit(x[:120], t[:120], context).test_loss.tolist()
+    return decoder.fit(x[:120], t[:120], context)
 
 
 def test_the_convergence_flag_fires_on_a_truncated_fit_and_not_on_a_converged_one():
@@ -249,3 +255,14 @@ def test_a_report_with_a_run_still_falling_says_preliminary(tmp_path):
     assert "| data=subject2 * |" in text and "| data=subject2 − data=subject1 * |" in text
     assert "| data=subject1 |" in text  # the closed-form-like run is not flagged
     assert paths["loss_curves"].is_file()
+
+
+def test_a_run_still_falling_says_so_in_its_log(caplog):
+    with caplog.at_level(logging.WARNING, logger="hyperexp"):
+        warn_if_still_falling(fitted_history(150))
+        assert not caplog.records
+        warn_if_still_falling(fitted_history(6))
+    (record,) = caplog.records
+    assert (
+        "test loss still falling" in record.getMessage() and "trainer=quick is for smoke tests" in record.getMessage()
+    )
