@@ -29,6 +29,7 @@ from hyperexp.errors import InputError
 from hyperexp.evaluate import EpochMetrics
 from hyperexp.generate import render
 from hyperexp.signals import GracefulStop
+from hyperexp.threads import apply_thread_budget, thread_budget
 from hyperexp.track.preview import PreviewLogger
 from hyperexp.track.resume import tag_checkpoint
 from hyperexp.track.runs import JobRun, flatten, git_commit, job_run
@@ -40,6 +41,8 @@ log = logging.getLogger("hyperexp")
 def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = None, stop=lambda: False) -> float:
     """One job; returns the final test loss (what a sweeper would minimise)."""
     settings = validated(cfg.trainer)
+    threads = thread_budget(settings.threads, hydra_config)
+    apply_thread_budget(threads)
     device = resolve_device(settings.device)
     data = build(cfg.data, device=device)
     decoder = build(cfg.decoder)
@@ -51,7 +54,13 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
 
     sweep_tags, parent_id = sweep_membership(hydra_config)
     name = cfg.tracking.run_name or f"{data.name}-{decoder_choice(hydra_config, decoder)}"
-    tags = {**data.tags(), **sweep_tags, "seed": str(settings.seed), "output_dir": str(output_dir)}
+    tags = {
+        **data.tags(),
+        **sweep_tags,
+        "seed": str(settings.seed),
+        "output_dir": str(output_dir),
+        "threads": str(threads),
+    }
     tags["mlflow.source.git.commit"] = git_commit(Path(__file__).parent)  # MLflow's own tag: the UI shows it
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     with job_run(cfg.tracking, name, tags, params, settings.resume, parent_id) as job:
