@@ -87,7 +87,7 @@ def run_worker(implementation: str, folder: Path, name: str) -> None:
         aligner = Hyperalignment(device="cpu")
         rss_before = peak_rss_mb()
         start = time.perf_counter()
-        mapped = aligner.fit_transform(datasets)
+        mapped = list(aligner.fit_transform(datasets).values())
         seconds = time.perf_counter() - start
         common, threads = aligner.common_space_, torch.get_num_threads()
     else:
