@@ -14,7 +14,8 @@ import scipy.linalg
 import torch
 from threadpoolctl import threadpool_limits
 
-import hyperexp.align.rowspace as rowspace
+import hyperexp.align.coordinates as coordinates
+import hyperexp.align.routes as routes
 from hyperexp.align import Hyperalignment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,12 +94,18 @@ def one_thread():
 
 
 @pytest.fixture
-def count_svd_fallbacks(monkeypatch):
-    """Counts how often the ill-conditioning fallback (an SVD of Z) runs."""
-    calls = []
-    svd = torch.linalg.svd
-    monkeypatch.setattr(rowspace.torch.linalg, "svd", lambda *a, **k: calls.append(1) or svd(*a, **k))
-    return calls
+def routes_taken(monkeypatch) -> list[tuple[str, str]]:
+    """Records every Procrustes fit as (route, basis): ("gram" or "svd", "cholesky", "householder" or "voxel")."""
+    taken = []
+    for route in ("gram", "svd"):
+        fit = getattr(routes, f"fit_{route}")
+
+        def recorded(basis, *args, fit=fit, route=route):
+            taken.append((route, type(basis).__name__.removesuffix("Basis").lower()))
+            return fit(basis, *args)
+
+        monkeypatch.setattr(routes, f"fit_{route}", recorded)
+    return taken
 
 
 # --- PyMVPA reference fixtures -------------------------------------------------------------------
@@ -123,14 +130,22 @@ def test_heldout_rows_match_pymvpa():
         assert_close(transform_one(aligner, k, rows), expected)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_gram_route_matches_pymvpa_even_when_ill_conditioned(case, monkeypatch, count_svd_fallbacks):
+@pytest.mark.parametrize(
+    ("case", "expected_routes"),
+    [
+        ("two_subjects", {("gram", "cholesky")}),
+        ("three_subjects", {("gram", "cholesky")}),
+        ("unequal_voxels", {("gram", "cholesky"), ("svd", "voxel")}),  # 120 and 140 voxels <= 149
+    ],
+)
+def test_gram_route_matches_pymvpa_even_when_ill_conditioned(case, expected_routes, monkeypatch, routes_taken):
     """The fixtures are ill-conditioned (cond Z up to ~5e5), so they normally take the SVD route;
-    forced through the fast Gram route they still agree to 1e-8."""
-    monkeypatch.setattr(rowspace, "_GRAM_MAX_RELATIVE_ERROR", np.inf)
+    forced through the fast Gram route wherever it applies (samples - 1 < voxels) they still agree
+    to 1e-8."""
+    monkeypatch.setattr(routes, "_GRAM_MAX_RELATIVE_ERROR", np.inf)
     data = load_case(case)
     mapped = fit_mapped(Hyperalignment(device="cpu"), data["X"])
-    assert not count_svd_fallbacks
+    assert set(routes_taken) == expected_routes
     for result, expected in zip(mapped, data["y"], strict=True):
         assert_close(result, expected)
 
@@ -149,8 +164,8 @@ def test_keys_of_a_mapping_name_the_subjects_and_the_reference():
 def test_two_subjects_take_four_procrustes_fits(monkeypatch):
     """Level 1: 1, level 2: 1 (the non-reference subject's level-1 fit is reused), level 3: 2."""
     fits = []
-    fit_procrustes = rowspace.fit_procrustes
-    monkeypatch.setattr(rowspace, "fit_procrustes", lambda *args: fits.append(1) or fit_procrustes(*args))
+    fit = routes.Source.fit
+    monkeypatch.setattr(routes.Source, "fit", lambda *args: fits.append(1) or fit(*args))
     Hyperalignment(device="cpu").fit(load_case("two_subjects")["X"])
     assert len(fits) == 4
     fits.clear()
@@ -181,25 +196,25 @@ def test_float32_input_gives_float64_output_of_the_same_numbers():
 WIDE = [(40, 90), (40, 120), (40, 100)]  # voxels > samples; the reference is subject 1
 
 
-@pytest.mark.parametrize("route", ["gram", "svd"])
-def test_fast_path_equals_dense_svd_when_voxels_exceed_samples(route, monkeypatch, count_svd_fallbacks):
+@pytest.mark.parametrize(("route", "basis"), [("gram", "cholesky"), ("svd", "householder")])
+def test_fast_path_equals_dense_svd_when_voxels_exceed_samples(route, basis, monkeypatch, routes_taken):
     if route == "svd":
-        monkeypatch.setattr(rowspace, "_GRAM_MAX_RELATIVE_ERROR", 0.0)
+        monkeypatch.setattr(routes, "_GRAM_MAX_RELATIVE_ERROR", 0.0)
     subjects = random_subjects(WIDE)
     aligner = Hyperalignment(device="cpu")
     mapped = fit_mapped(aligner, subjects)
     dense_mapped, dense_common, _ = bench.dense_hyperalignment(subjects)
-    assert (len(count_svd_fallbacks) > 0) == (route == "svd")
+    assert set(routes_taken) == {(route, basis)}
     assert aligner.reference_ == 1
     for result, expected in zip(mapped, dense_mapped, strict=True):
         assert_close(result, expected, rel=1e-10)
     assert_close(aligner.common_space_, dense_common, rel=1e-10)
 
 
-def test_ill_conditioned_data_take_the_svd_route_and_stay_exact(count_svd_fallbacks):
+def test_ill_conditioned_data_take_the_svd_route_and_stay_exact(routes_taken):
     subjects = random_subjects([(50, 80), (50, 80)], seed=1, spectrum_decay=12.0)
     mapped = fit_mapped(Hyperalignment(device="cpu"), subjects)
-    assert count_svd_fallbacks
+    assert set(routes_taken) == {("svd", "householder")}
     for result, expected in zip(mapped, bench.dense_hyperalignment(subjects)[0], strict=True):
         assert_close(result, expected, rel=1e-10)
 
@@ -262,18 +277,20 @@ def test_constant_voxels_of_the_reference_stay_zero_and_change_nothing_else():
     assert_close(full.common_space_[:, varying], reduced.common_space_, rel=1e-10)
 
 
-def test_zscore_features_uses_ddof_0_and_only_demeans_constant_features():
-    data = torch.tensor([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [8.0, 5.0, 0.0]], dtype=torch.float64)
-    scored = rowspace.zscore_features(data).numpy()
-    varying = data.numpy()[:, [0, 2]]
+def test_zscore_in_mean_free_coordinates_is_zscore_with_ddof_0_and_constant_features_only_demeaned():
+    data = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [8.0, 5.0, 0.0], [2.0, 5.0, 1.0]])
+    scored = coordinates.from_mean_free_coordinates(
+        coordinates.zscore_coordinates_(coordinates.to_mean_free_coordinates(torch.tensor(data)))
+    ).numpy()
+    varying = data[:, [0, 2]]
     np.testing.assert_allclose(scored[:, [0, 2]], (varying - varying.mean(0)) / varying.std(0), rtol=1e-14)
-    assert np.array_equal(scored[:, 1], np.zeros(3))
+    np.testing.assert_allclose(scored[:, 1], 0, atol=1e-15)
 
 
 def test_mean_free_coordinates_are_an_orthonormal_basis_of_the_demeaned_rows():
     n = 7
-    basis = rowspace.from_mean_free_coordinates(torch.eye(n - 1, dtype=torch.float64)).numpy()  # E, (n, n-1)
+    basis = coordinates.from_mean_free_coordinates(torch.eye(n - 1, dtype=torch.float64)).numpy()  # E, (n, n-1)
     np.testing.assert_allclose(basis.T @ basis, np.eye(n - 1), atol=1e-15)
     np.testing.assert_allclose(basis.sum(axis=0), 0, atol=1e-15)
     rows = torch.tensor(np.random.default_rng(8).standard_normal((n, 3)))
-    np.testing.assert_allclose(rowspace.to_mean_free_coordinates(rows).numpy(), basis.T @ rows.numpy(), atol=1e-14)
+    np.testing.assert_allclose(coordinates.to_mean_free_coordinates(rows).numpy(), basis.T @ rows.numpy(), atol=1e-14)

@@ -51,13 +51,13 @@ def test_scikit_learn_api_checks(check):
 
 
 def test_parameters_are_stored_unchanged_and_clone_round_trips():
-    aligner = Hyperalignment(device="cpu", dtype="float32")
-    assert aligner.get_params() == {"device": "cpu", "dtype": "float32"}
-    assert Hyperalignment().get_params() == {"device": "auto", "dtype": "float64"}
+    aligner = Hyperalignment(device="cpu", dtype="float32", solver="voxelspace")
+    assert aligner.get_params() == {"device": "cpu", "dtype": "float32", "solver": "voxelspace"}
+    assert Hyperalignment().get_params() == {"device": "auto", "dtype": "float64", "solver": "auto"}
     copy = clone(aligner.fit(subjects()))
     assert copy.get_params() == aligner.get_params()
     assert not hasattr(copy, "subject_maps_") and hasattr(aligner, "subject_maps_")
-    assert repr(aligner) == "Hyperalignment(device='cpu', dtype='float32')"
+    assert repr(aligner) == "Hyperalignment(device='cpu', dtype='float32', solver='voxelspace')"
 
 
 def test_transform_before_fit_raises_not_fitted():
@@ -111,6 +111,22 @@ def test_refit_replaces_the_fitted_subjects():
     assert list(aligner.subject_maps_) == ["a", "b"] and aligner.reference_ == "a"
     with pytest.raises(InputError, match=r"subject 's1' was not fitted \(fitted: subject 'a', subject 'b'\)"):
         aligner.transform({"s1": subjects()["s1"]})
+
+
+def test_input_arrays_are_left_unchanged_and_read_only_arrays_work():
+    data = subjects()
+    copies = {key: rows.copy() for key, rows in data.items()}
+    for rows in data.values():
+        rows.flags.writeable = False
+    aligner = Hyperalignment(device="cpu")
+    mapped = aligner.fit_transform(data)
+    aligner.transform(data)
+    for key, rows in data.items():
+        np.testing.assert_array_equal(rows, copies[key])
+    writable = Hyperalignment(device="cpu").fit_transform(copies)
+    for key in data:
+        np.testing.assert_array_equal(mapped[key], writable[key])
+        np.testing.assert_array_equal(copies[key], data[key])
 
 
 def test_pickled_estimator_maps_the_same():
@@ -186,6 +202,7 @@ def test_bad_transform_input_raises_input_error_naming_the_subject():
         ({"dtype": "float16"}, r"Hyperalignment\(dtype='float16'\): expected 'float64' or 'float32'"),
         ({"dtype": None}, r"Hyperalignment\(dtype=None\)"),
         ({"device": "nonsense"}, r"Hyperalignment\(device='nonsense'\)"),
+        ({"solver": "dense"}, r"Hyperalignment\(solver='dense'\): expected one of auto, rowspace, voxelspace"),
     ],
 )
 def test_bad_parameters_raise_input_error_at_fit(params, message):

@@ -1,10 +1,10 @@
 """``Hyperalignment``: PyMVPA 2.6.5 ``Hyperalignment()`` with all defaults, as a scikit-learn estimator.
 
-The procedure (subjects are samples x voxels with equal sample counts ``n``; each Procrustes fit as
-in ``hyperexp.align.rowspace``):
+The procedure (subjects are samples x voxels with equal sample counts ``n``; every Procrustes fit
+as in ``hyperexp.align.procrustes``, computed the way ``hyperexp.align.routes`` picks):
 
 - z-scoring is per feature with ddof 0; a feature with zero spread is only demeaned (here: a spread
-  at most 1e-10 of the largest, see ``zscore_features``).
+  at most 1e-10 of the largest, see ``zscore_coordinates_``).
 - Reference = the subject with the most voxels (the first on a tie).
 - Level 1: ``common = zscore(X_ref)``; for every other subject in order, ``z_i = zscore(fit X_i ->
   common)``, ``common = zscore((z_i + common) / 2)``. Level 2 starts from ``[X_ref as given, z_i]``.
@@ -12,6 +12,9 @@ in ``hyperexp.align.rowspace``):
   list_i) / (N - 1))``, ``mapped_i = zscore(fit X_i -> target)``; then ``common = zscore(mean of
   mapped)``. (With two subjects, the non-reference subject's target is its level-1 target.)
 - Level 3: a fresh Procrustes fit of every ``X_i`` onto that common space gives the maps.
+
+Levels 1 and 2 run in mean-free coordinates (``hyperexp.align.coordinates``), where z-scoring is a
+column scaling; only the outputs are n x p.
 """
 
 from __future__ import annotations
@@ -25,15 +28,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
-from hyperexp.align.rowspace import (
-    SubjectMap,
-    TargetSpace,
-    factor_subject,
-    fit_and_map,
-    fit_subject_map,
-    map_subject_training_rows,
-    zscore_features,
-)
+from hyperexp.align.coordinates import TargetSpace, from_mean_free_coordinates, zscore_coordinates_
+from hyperexp.align.procrustes import SubjectMap
+from hyperexp.align.routes import SOLVERS, Source
 from hyperexp.align.subjects import keyed_rows, subject_label, training_rows
 from hyperexp.device import resolve_device
 from hyperexp.errors import InputError
@@ -43,7 +40,7 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 @dataclass(frozen=True)
 class Alignment:
-    """The outcome of the three levels, subjects in input order."""
+    """The outcome of the three levels, subjects in input order; tensors are n x p."""
 
     reference: int
     common: Tensor
@@ -51,39 +48,46 @@ class Alignment:
     mapped: list[Tensor]
 
 
-def hyperalign(data: list[Tensor]) -> Alignment:
+def hyperalign(data: list[Tensor], solver: str = "auto") -> Alignment:
     """PyMVPA's three levels on (n, p_k) tensors (see the module docstring)."""
-    factors = [factor_subject(subject) for subject in data]
-    n_subjects = len(data)
+    sources = [Source(subject, solver) for subject in data]
+    n_subjects = len(sources)
     reference = int(np.argmax([subject.shape[1] for subject in data]))  # argmax: first on a tie
 
     # Level 1: grow the common space subject by subject; the reference enters level 2 raw.
     others = [k for k in range(n_subjects) if k != reference]
-    common = zscore_features(data[reference])
-    level1, level1_targets = list(data), {}
+    common = zscore_coordinates_(sources[reference].rows.clone())
+    level1, level1_targets = [source.rows for source in sources], {}
     for k in others:
         level1_targets[k] = common
-        level1[k] = zscore_features(fit_and_map(factors[k], common))
+        level1[k] = zscore_coordinates_(sources[k].fit(TargetSpace(common)).mapped)
         if k != others[-1]:  # level 1's final common space is dropped
-            common = zscore_features((level1[k] + common) / 2)
+            common = zscore_coordinates_((level1[k] + common).div_(2))
 
-    # Level 2, one pass: subject k's target is z-scored mean of the level-1 list without k,
-    # PyMVPA's (N * mean - list[k]) / (N - 1) summed directly (no cancellation). With two
-    # subjects that is zscore(X_ref), bitwise the level-1 target, so that fit is reused.
+    # Level 2, one pass: subject k's target is the z-scored mean of the level-1 list without k,
+    # PyMVPA's (N * mean - list[k]) / (N - 1) as a sum of the others (linear in N). The raw reference
+    # is never subtracted, so nothing cancels against its scale; with two subjects the other
+    # subject's target is bitwise its level-1 target, so that fit is reused.
+    aligned = sum((level1[k] for k in others[1:]), level1[others[0]])
     mapped = []
     for k in range(n_subjects):
-        rest = [level1[j] for j in range(n_subjects) if j != k]
-        target = zscore_features(sum(rest[1:], rest[0]) / (n_subjects - 1))
+        rest = aligned.clone() if k == reference else (aligned - level1[k]).add_(level1[reference])
+        target = zscore_coordinates_(rest.div_(n_subjects - 1))
         if k in level1_targets and torch.equal(target, level1_targets[k]):
             mapped.append(level1[k])
         else:
-            mapped.append(zscore_features(fit_and_map(factors[k], target)))
-    common = zscore_features(torch.stack(mapped).mean(dim=0))
+            mapped.append(zscore_coordinates_(sources[k].fit(TargetSpace(target)).mapped))
+    common = zscore_coordinates_(sum(mapped[1:], mapped[0]).div_(n_subjects))
 
-    # Level 3: the returned maps, all onto the final common space.
-    space = TargetSpace.of(common)
-    maps = [fit_subject_map(factor, space) for factor in factors]
-    return Alignment(reference, common, maps, [map_subject_training_rows(m) for m in maps])
+    # Level 3: the returned maps, all onto the final common space (mean zero).
+    space = TargetSpace(common)
+    fits = [source.fit(space) for source in sources]
+    return Alignment(
+        reference,
+        from_mean_free_coordinates(common),
+        [SubjectMap(source.mean, fit.map) for source, fit in zip(sources, fits)],
+        [from_mean_free_coordinates(fit.mapped) for fit in fits],
+    )
 
 
 class Hyperalignment(TransformerMixin, BaseEstimator):
@@ -94,12 +98,15 @@ class Hyperalignment(TransformerMixin, BaseEstimator):
     counts may differ. ``transform(X)`` maps ``{key: (m, p_k) rows}`` of any fitted subjects into the
     common space, ``{key: (m, p_ref)}``; ``fit_transform(X)`` returns the training rows mapped, keyed
     like ``X``. Outputs are float64 NumPy arrays. Rows outside a subject's training row space: see
-    ``hyperexp.align.rowspace``.
+    ``hyperexp.align.procrustes``.
 
     Parameters
     ----------
     device : where the math runs: "auto" (CUDA when available, else CPU), "cpu", "cuda", ...
     dtype : "float64" or "float32", the precision of the math.
+    solver : "auto" (the cost model of ``hyperexp.align.routes``), "rowspace" or "voxelspace" (every
+        fit in that space; the results agree to rounding). Row space is fast when samples - 1 are
+        well below voxels; voxel space is PyMVPA's dense algorithm, one SVD per fit.
 
     Attributes
     ----------
@@ -108,9 +115,10 @@ class Hyperalignment(TransformerMixin, BaseEstimator):
     subject_maps_ : ``{key: SubjectMap}``, each subject's fitted map into the common space.
     """
 
-    def __init__(self, device="auto", dtype="float64"):
+    def __init__(self, device="auto", dtype="float64", solver="auto"):
         self.device = device
         self.dtype = dtype
+        self.solver = solver
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -144,14 +152,17 @@ class Hyperalignment(TransformerMixin, BaseEstimator):
         mapped = {}
         for key, rows in subjects.items():
             subject_map = self.subject_maps_[key]
-            mean = subject_map.factor.mean
-            mapped[key] = _to_numpy(subject_map(torch.as_tensor(rows, dtype=mean.dtype, device=mean.device)))
+            mean = subject_map.mean
+            mapped[key] = _to_numpy(subject_map(_as_tensor(rows, mean.dtype, mean.device)))
         return mapped
 
     def _fit(self, X) -> list[Tensor]:
         subjects = training_rows(X)
         dtype, device = self._torch_dtype(), self._torch_device()
-        alignment = hyperalign([torch.tensor(rows, dtype=dtype, device=device) for rows in subjects.values()])
+        if not (isinstance(self.solver, str) and self.solver in SOLVERS):
+            raise InputError(f"Hyperalignment(solver={self.solver!r}): expected one of {', '.join(SOLVERS)}")
+        data = [_as_tensor(rows, dtype, device) for rows in subjects.values()]
+        alignment = hyperalign(data, self.solver)
         keys = list(subjects)
         self.reference_ = keys[alignment.reference]
         self.common_space_ = _to_numpy(alignment.common)
@@ -168,6 +179,12 @@ class Hyperalignment(TransformerMixin, BaseEstimator):
             return resolve_device(self.device)
         except (RuntimeError, ValueError) as error:  # torch: unknown device string; resolve_device: no CUDA
             raise InputError(f"Hyperalignment(device={self.device!r}): {error}") from error
+
+
+def _as_tensor(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The array as a tensor, sharing its memory where possible (it is only read); a read-only
+    array (e.g. memory-mapped) is copied, which torch requires."""
+    return torch.as_tensor(array if array.flags.writeable else array.copy(), dtype=dtype, device=device)
 
 
 def _to_numpy(tensor: Tensor) -> np.ndarray:
