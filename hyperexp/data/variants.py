@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hyperexp.align.pool import aligned_average
 from hyperexp.data.cache import cached_arrays, content_key
 from hyperexp.data.files import SubjectData
 from hyperexp.errors import InputError
@@ -88,21 +89,6 @@ def check_same_stimuli(subjects: list[SubjectData], names: list[str]) -> None:
                 )
 
 
-def _hyperalign(subjects: list[SubjectData], protocol: str, device) -> tuple[np.ndarray, np.ndarray]:
-    from hyperexp.align import Hyperalignment  # imported here: only this variant needs it
-
-    aligner = Hyperalignment(device=device)
-    if protocol == "published":
-        stacked = [np.vstack([s.x_test, s.x_train]).astype(np.float64) for s in subjects]
-        mapped = aligner.fit_transform(stacked)
-        n_test = len(subjects[0].x_test)
-        average = np.mean(mapped, axis=0)
-        return average[n_test:], average[:n_test]
-    mapped_train = aligner.fit_transform([s.x_train.astype(np.float64) for s in subjects])
-    mapped_test = [aligner.transform(k, s.x_test.astype(np.float64)) for k, s in enumerate(subjects)]
-    return np.mean(mapped_train, axis=0), np.mean(mapped_test, axis=0)
-
-
 def prepare(
     subjects: list[SubjectData],
     variant: str,
@@ -133,13 +119,13 @@ def prepare(
         variant = "subject"  # a pool of one: there is nothing to align it to
     if variant == "hyperaligned":
         if cache_dir is None:
-            x_train, x_test = _hyperalign(subjects, protocol, device)
+            x_train, x_test = aligned_average(subjects, protocol, device)
         else:
             key = content_key(
                 [a for s in subjects for a in (s.x_train, s.x_test)], protocol=protocol, method="pymvpa-defaults"
             )
             aligned = cached_arrays(
-                cache_dir, key, lambda: dict(zip(("x_train", "x_test"), _hyperalign(subjects, protocol, device)))
+                cache_dir, key, lambda: dict(zip(("x_train", "x_test"), aligned_average(subjects, protocol, device)))
             )
             x_train, x_test = aligned["x_train"], aligned["x_test"]
     else:
