@@ -51,7 +51,7 @@ def run_job(tmp_path, num: int, overrides: list[str], ssim: float) -> str:
     experiment_id = json.loads((tmp_path / "sweep" / SWEEP_FILE).read_text())["experiment_id"]
     with tracked_run(experiment_id, f"job {num}", tags, parent_run_id=parent_id) as active:
         metrics = MetricBuffer(active.info.run_id)
-        metrics.add({"final/ssim": ssim}, 1)
+        metrics.add({"test/ssim": ssim}, 1)
         metrics.flush()
     return active.info.run_id
 

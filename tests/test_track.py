@@ -6,7 +6,8 @@ from mlflow import MlflowClient
 
 from hyperexp.errors import InputError
 from hyperexp.evaluate.grids import GAP, LABEL_HEIGHT, comparison_grid
-from hyperexp.track.runs import MAX_PARAM_LENGTH, MetricBuffer, flatten, log_params, tracked_run
+from hyperexp.track.resume import flatten
+from hyperexp.track.runs import MAX_PARAM_LENGTH, MetricBuffer, log_params, tracked_run
 from hyperexp.track.store import (
     require_existing_store,
     setup_experiment,
