@@ -1,5 +1,6 @@
 """A sweep's result on its parent run: per group, the headline metrics' mean over the finished jobs
-and the half-width of its 95% confidence interval (Student's t over seeds), as run metrics."""
+and the half-width of its 95% confidence interval (Student's t over seeds), as run metrics; for an
+Optuna study, its best trial (``optimization_results.yaml``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import math
 import re
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
+import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from scipy import stats
@@ -15,6 +18,7 @@ from scipy import stats
 from hyperexp.report.queries import RunRecord
 from hyperexp.report.summary import DEFAULT_METRICS, summary_table
 
+OPTUNA_RESULTS = "optimization_results.yaml"  # what hydra-optuna-sweeper writes into the sweep folder
 NOT_IN_KEYS = re.compile(r"[^\w\-. /]")  # characters MLflow refuses in a metric key
 
 
@@ -49,3 +53,16 @@ def log_group_summary(parent_run_id: str, records: Sequence[RunRecord]) -> dict[
     values, now = group_metrics(records), int(time.time() * 1000)
     MlflowClient().log_batch(parent_run_id, metrics=[Metric(key, value, now, 0) for key, value in values.items()])
     return values
+
+
+def log_study_result(parent_run_id: str, sweep_dir: Path) -> None:
+    """The best trial of an Optuna study: ``best/validation_loss``, tag ``best_params``, and the file."""
+    path = Path(sweep_dir) / OPTUNA_RESULTS
+    if not path.is_file():
+        return
+    result, client = yaml.safe_load(path.read_text()), MlflowClient()
+    client.log_artifact(parent_run_id, str(path))
+    if "best_value" in result:
+        client.log_metric(parent_run_id, "best/validation_loss", float(result["best_value"]))
+        best = " ".join(f"{key}={value}" for key, value in result["best_params"].items())
+        client.set_tag(parent_run_id, "best_params", best)

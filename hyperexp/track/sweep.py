@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from hyperexp.atomic import atomic_write
 from hyperexp.report.queries import collect_runs
 from hyperexp.report.write import log_report_to_run, write_report
-from hyperexp.track.group_summary import log_group_summary
+from hyperexp.track.group_summary import log_group_summary, log_study_result
 from hyperexp.track.runs import log_params
 from hyperexp.track.store import setup_experiment
 
@@ -155,6 +155,7 @@ class MlflowSweepCallback(Callback):
             paths = write_report(records, sweep_dir, appendix=failed_jobs_section(failures))
             log_report_to_run(parent_id, paths)
             log_group_summary(parent_id, records)
+            log_study_result(parent_id, sweep_dir)
             log.info("sweep report: %s", paths["markdown"])
         except Exception as error:  # the sweep's results stay in MLflow; say why the report is missing
             log.error("sweep report failed: %s: %s", type(error).__name__, error)
