@@ -16,7 +16,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,parallel,slurm]'
+	$(PY) -m pip install --quiet -e '.[test,parallel,slurm,search]'
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project with its test tools

@@ -46,6 +46,7 @@ class DataConfig:
     root: str | None = None
     cache_dir: str = "data"
     max_bytes: int = 4 * 2**30  # the most array data one subject's file may declare (bytes)
+    validation_trials: int = 0  # the last N training trials, held out: what hparams_search optimises
     simulation: Simulation = field(default_factory=Simulation)
 
 
@@ -116,6 +117,9 @@ class TrackingConfig:
     artifact_root: str = "runs/artifacts"
     experiment: str = "hyperexp"
     run_name: str | None = None
+    note: str | None = None  # added to the run's description
+    tags: dict[str, str] = field(default_factory=dict)  # extra run tags: tracking.tags.idea=wider_pool
+    system_metrics: bool = True  # MLflow samples CPU, memory and GPU use into system/*
 
 
 @dataclass

@@ -86,7 +86,7 @@ def fit(seed=0, logger=None, **context):
 
     x_train, t_train, x_test, t_test = make_problem()
     decoder = adam_decoder()
-    monitor = EpochMetrics(x_test, t_test)
+    monitor = EpochMetrics({"test": (x_test, t_test)})
     history = decoder.fit(x_train, t_train, FitContext(settings(seed=seed), monitor=monitor, logger=logger, **context))
     return decoder, history
 
@@ -94,7 +94,7 @@ def fit(seed=0, logger=None, **context):
 def test_training_reduces_loss_is_seeded_and_logs_on_schedule():
     logger = RecordingLogger()
     decoder, history = fit(logger=logger)
-    assert logger.calls == [(10, 10), (20, 20), (30, 30)]
+    assert logger.calls == [(0, 0), (10, 10), (20, 20), (30, 30)]  # epoch 0: the untrained decoder
     assert history.train_loss[-1] < 0.5 * history.train_loss[0]
     assert history.test_loss[-1] < history.test_loss[0]
     again, history_again = fit()
@@ -180,13 +180,13 @@ def test_every_decoder_fits_and_predicts_through_one_interface(decoder):
 
     x_train, t_train, x_test, t_test = make_problem()
     logger = RecordingLogger()
-    context = FitContext(settings(epochs=20), monitor=EpochMetrics(x_test, t_test), logger=logger)
+    context = FitContext(settings(epochs=20), monitor=EpochMetrics({"test": (x_test, t_test)}), logger=logger)
     history = decoder.fit(x_train, t_train, context)
     assert decoder.coef_.shape == (40, 8) and decoder.intercept_.shape == (8,)
     prediction = decoder.predict(x_test)
     torch.testing.assert_close(prediction, x_test @ decoder.coef_ + decoder.intercept_, rtol=1e-5, atol=1e-5)
-    assert {"train_loss", "test_loss", "latent_similarity", "latent_cosine"} <= set(history.metrics)
-    assert logger.calls[-1][0] == history.epochs_done
+    assert {"train_loss", "test_loss", "test_latent_cosine"} <= set(history.metrics)
+    assert logger.calls[0][0] == 0 and logger.calls[-1][0] == history.epochs_done
     assert float(history.test_loss[-1]) < 0.5 * float(l2_loss(torch.zeros_like(t_test), t_test))
     module = decoder.as_module()
     torch.testing.assert_close(module(x_test), prediction, rtol=1e-5, atol=1e-5)

@@ -46,7 +46,7 @@ def make_run(
     params: dict | None = None,
 ) -> str:
     run_id = store.client.create_run(experiment_id, start_time=start, tags=tags).info.run_id
-    logged = [Metric(f"final/{name}", value, start, EPOCHS) for name, value in metrics.items()]
+    logged = [Metric(f"test/{name}", value, start, EPOCHS) for name, value in metrics.items()]
     scale = 1.0 + (start // 1000) % 100 / 10  # distinct per run
     for epoch in range(1, EPOCHS + 1):
         logged += [

@@ -10,11 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 from hyperexp.align.estimator import Hyperalignment
+from hyperexp.timed import timed
 
 
 def aligned_average(subjects, protocol: str, device=None) -> tuple[np.ndarray, np.ndarray]:
     """Subjects (with ``x_train``, ``x_test``) -> the average of their aligned (train, test) rows."""
-    aligner = Hyperalignment(device=device or "auto")
+    with timed(f"hyperaligning {len(subjects)} subjects ({protocol} protocol)"):
+        return _aligned_average(Hyperalignment(device=device or "auto"), subjects, protocol)
+
+
+def _aligned_average(aligner: Hyperalignment, subjects, protocol: str) -> tuple[np.ndarray, np.ndarray]:
     if protocol == "published":
         stacked = [np.vstack([s.x_test, s.x_train]).astype(np.float64) for s in subjects]
         average = np.mean(list(aligner.fit_transform(stacked).values()), axis=0)

@@ -16,7 +16,7 @@ on is only demeaned (its sd is taken as 1), so it becomes all zeros instead of N
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,9 @@ class DecodingData:
     variant: str
     protocol: str
     subjects: tuple[int, ...]
+    files: tuple[str, ...] = ()  # the subjects' files
+    x_validation: np.ndarray | None = None  # training trials held out by :func:`hold_out_validation`
+    t_validation: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -53,6 +56,11 @@ class DecodingData:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.x_train, self.t_train, self.x_test, self.t_test
+
+    def splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(x, t) by split: ``train``, ``validation`` (when held out) and ``test``."""
+        validation = {} if self.x_validation is None else {"validation": (self.x_validation, self.t_validation)}
+        return {"train": (self.x_train, self.t_train), **validation, "test": (self.x_test, self.t_test)}
 
     def tags(self) -> dict[str, str]:
         return {
@@ -150,4 +158,23 @@ def prepare(
         variant=variant,
         protocol=protocol,
         subjects=tuple(numbers),
+        files=tuple(names),
+    )
+
+
+def hold_out_validation(data: DecodingData, n_trials: int) -> DecodingData:
+    """Move the last ``n_trials`` training trials into a validation split (what a hyperparameter
+    search scores; the test trials stay unseen). Carved after the variant and protocol were applied,
+    so under ``strict`` nothing of the test trials reaches the validation rows."""
+    if n_trials == 0:
+        return data
+    if not 0 < n_trials <= len(data.x_train) - 2:
+        raise InputError(f"data.validation_trials: must be 0..{len(data.x_train) - 2}, got {n_trials}")
+    keep = len(data.x_train) - n_trials
+    return replace(
+        data,
+        x_train=data.x_train[:keep],
+        t_train=data.t_train[:keep],
+        x_validation=data.x_train[keep:],
+        t_validation=data.t_train[keep:],
     )

@@ -13,7 +13,7 @@ from hyperexp.errors import InputError
 from hyperexp.track.store import require_existing_store, store_errors
 
 LOSS_KEYS = ("train_loss", "test_loss")
-FINAL_PREFIX = "final/"
+FINAL_PREFIX = "test/"  # a run's end-of-run summary metrics (test/latent_similarity, ...)
 NO_GROUP = "(no group)"
 PAGE_SIZE = 500
 
@@ -25,7 +25,7 @@ class RunRecord:
     seed: int | None
     pool_size: int | None
     status: str
-    metrics: dict[str, float]  # final metrics, without the "final/" prefix
+    metrics: dict[str, float]  # end-of-run test metrics, without the "test/" prefix
     histories: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # key -> [(step, value)]
     run_name: str = ""
     start_time: int = 0

@@ -1,8 +1,10 @@
-"""What a run shows while it trains: every ``log_every`` epochs, the epochs' curves go to MLflow
-together with a grid of preview stimuli above their reconstructions and preview image metrics."""
+"""What a run shows while it trains: a grid of preview stimuli above their reconstructions at step 0
+(the untrained decoder) and every ``log_every`` epochs, with the epochs' curves and preview image
+metrics; one loss summary line per grid goes to the ``hyperexp.epochs`` log (``train.log``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -13,6 +15,13 @@ from hyperexp.evaluate.grids import comparison_grid
 from hyperexp.evaluate.metrics import image_metrics
 from hyperexp.generate import render
 from hyperexp.track.runs import JobRun
+
+GRID_KEY = "reconstructions"  # the image key: one card in the run's charts, a step slider over epochs
+epoch_log = logging.getLogger("hyperexp.epochs")
+
+
+def grid_title(epoch: int, epochs: int) -> str:
+    return "epoch 0: untrained decoder" if epoch == 0 else f"epoch {epoch} of {epochs}"
 
 
 class PreviewLogger:
@@ -32,10 +41,13 @@ class PreviewLogger:
         self.logged_epochs = epoch
         with torch.no_grad():
             reconstructions = render(self.generator, predict(self.x), self.batch_size, self.size)
-        grid = comparison_grid(self.stimuli, reconstructions)
-        MlflowClient().log_image(self.metrics.run_id, grid, key="reconstructions", step=epoch)
+        grid = comparison_grid(self.stimuli, reconstructions, title=grid_title(epoch, history.epochs))
+        MlflowClient().log_image(self.metrics.run_id, grid, key=GRID_KEY, step=epoch)
         if len(reconstructions) >= 2:  # identification needs two trials
             preview = image_metrics(self.stimuli, reconstructions)
             self.metrics.add({f"preview_{name}": value for name, value in preview.items()}, epoch)
         self.metrics.flush()
+        if epoch > 0:
+            losses = ", ".join(f"{name} {value:.5g}" for name, value in history.at(epoch - 1).items())
+            epoch_log.info("epoch %d/%d: %s", epoch, history.epochs, losses)
         self.seconds += time.perf_counter() - started
