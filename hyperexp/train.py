@@ -28,7 +28,7 @@ from hyperexp.decode.losses import training_objective
 from hyperexp.device import resolve_device
 from hyperexp.errors import InputError
 from hyperexp.evaluate import EpochMetrics
-from hyperexp.generate import render
+from hyperexp.generate import check_precision, render
 from hyperexp.signals import GracefulStop
 from hyperexp.threads import apply_thread_budget, thread_budget
 from hyperexp.track.datasets import log_datasets
@@ -114,7 +114,9 @@ def check_parts_agree(data, decoder, generator, evaluation, context: FitContext)
         raise InputError(f"generator.model: takes {generator.latent_dim}-d latents, the data have {latent_dim}-d")
     if len(data.x_test) < 2:
         raise InputError(f"data: the metrics need at least 2 test trials, got {len(data.x_test)}")
+    check_precision(generator)
     evaluation.check_latent_dim(latent_dim)
+    evaluation.check_image_size(generator.image_size)
     decoder.check_fits(len(data.x_train), context)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from hyperexp.decode.losses import l2_loss
+from hyperexp.device import module_device
 from hyperexp.errors import InputError
 from hyperexp.evaluate.metrics import (
     attribute_metrics,
@@ -44,6 +45,12 @@ def load_boundaries(paths: Sequence[str | os.PathLike]) -> np.ndarray:
     return np.stack(rows)
 
 
+def _last_line(error: Exception) -> str:
+    """TorchScript errors end with the Python-level cause after many lines of traceback."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def load_feature_extractor(path: str | os.PathLike) -> torch.jit.ScriptModule:
     """A TorchScript feature network on the CPU, in eval mode."""
     if not os.path.isfile(path):
@@ -53,6 +60,24 @@ def load_feature_extractor(path: str | os.PathLike) -> torch.jit.ScriptModule:
     except Exception as error:  # torch raises RuntimeError/ValueError variants for bad archives
         raise InputError(f"{path}: not a loadable TorchScript network ({str(error).splitlines()[0]})") from None
     return extractor.eval()
+
+
+@torch.no_grad()
+def check_feature_extractor(extractor: torch.nn.Module, path: str | os.PathLike, image_size: int) -> None:
+    """Run the network once on a grey batch of the generator's images, as :func:`feature_metrics`
+    will call it, so that one that cannot take them is refused before training, not after."""
+    probe = torch.full((2, 3, image_size, image_size), 0.5)
+    expected = f"float32 (B, 3, {image_size}, {image_size}) images in [0, 1]"
+    try:
+        features = extractor(probe)
+    except Exception as error:  # whatever the scripted code raises
+        raise InputError(f"{path}: the feature network fails on {expected} ({_last_line(error)})") from None
+    if not isinstance(features, torch.Tensor) or not features.is_floating_point():
+        got = features.dtype if isinstance(features, torch.Tensor) else type(features).__name__
+        raise InputError(f"{path}: the feature network must return a float tensor, got {got}")
+    if features.ndim == 0 or features.shape[0] != len(probe) or features[0].numel() == 0:
+        shape = tuple(features.shape)
+        raise InputError(f"{path}: the feature network must return (B, ...) features for {expected}, got {shape}")
 
 
 class EpochMetrics:
@@ -81,6 +106,7 @@ class Evaluation:
     TorchScript ``feature_extractor``."""
 
     def __init__(self, feature_extractor: str | None = None, attribute_boundaries: Sequence[str] = ()):
+        self.extractor_path = feature_extractor
         self.extractor = load_feature_extractor(feature_extractor) if feature_extractor else None
         self.boundaries = load_boundaries(attribute_boundaries) if attribute_boundaries else None
         self.attribute_names = [Path(path).stem for path in attribute_boundaries]
@@ -93,6 +119,11 @@ class Evaluation:
                 f"evaluate.attribute_boundaries: boundaries are {self.boundaries.shape[1]}-d, latents {latent_dim}-d"
             )
 
+    def check_image_size(self, image_size: int) -> None:
+        """The feature network takes the generator's images (square, ``image_size`` pixels)."""
+        if self.extractor is not None:
+            check_feature_extractor(self.extractor, self.extractor_path, image_size)
+
     def __call__(self, true_latents, predicted_latents, stimuli, reconstructions, generator) -> dict[str, float]:
         """Latents (N, D); images as rendered for display (uint8 (N, H, W, 3))."""
         metrics = {**latent_metrics(true_latents, predicted_latents), **image_metrics(stimuli, reconstructions)}
@@ -104,7 +135,8 @@ class Evaluation:
         elif hasattr(generator, "attributes"):
             with torch.no_grad():
                 true_attr, pred_attr = (
-                    generator.attributes(torch.as_tensor(z)).cpu().numpy() for z in (true_latents, predicted_latents)
+                    generator.attributes(torch.as_tensor(z, device=module_device(generator))).cpu().numpy()
+                    for z in (true_latents, predicted_latents)
                 )
             metrics.update(attribute_metrics(true_attr, pred_attr, list(ATTRIBUTES)))
         if self.extractor is not None:
