@@ -76,7 +76,7 @@ def runs_of(client: MlflowClient, experiment: str = "smoke"):
 
 
 def run_cli(
-    *args: str, cwd: Path, timeout: float = 300, module: str | None = "hyperexp.train"
+    *args: str, cwd: Path, timeout: float = 600, module: str | None = "hyperexp.train"
 ) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args`` (or ``python args`` with ``module=None``) in ``cwd``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(REPO)}
