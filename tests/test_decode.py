@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from hyperexp.config import TrainerConfig
-from hyperexp.decode import Dense, FitContext, GradientDecoder, OLSDecoder, RidgeCVDecoder, StopRequested
+from hyperexp.decode import (
+    Dense,
+    FitContext,
+    GradientDecoder,
+    OLSDecoder,
+    PLSDecoder,
+    RidgeCVDecoder,
+    StopRequested,
+)
 from hyperexp.decode.loop import epoch_batches, linear_l2_step
 from hyperexp.decode.losses import FeatureMatchingLoss, l2_loss
 from hyperexp.decode.optim import MXNetAdam
@@ -174,7 +182,9 @@ def test_stop_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
     torch.testing.assert_close(history.train_loss, straight_history.train_loss, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("decoder", [OLSDecoder(), RidgeCVDecoder([0.1, 1.0, 10.0]), adam_decoder()], ids=type)
+@pytest.mark.parametrize(
+    "decoder", [OLSDecoder(), RidgeCVDecoder([0.1, 1.0, 10.0]), PLSDecoder(6), adam_decoder()], ids=type
+)
 def test_every_decoder_fits_and_predicts_through_one_interface(decoder):
     from hyperexp.evaluate import EpochMetrics
 
@@ -249,3 +259,15 @@ def test_feature_loss_works_with_the_pggan_hidden_layers():
     loss = loss_fn(prediction, torch.randn(2, 512))
     loss.backward()
     assert loss.item() > 0 and prediction.grad.abs().sum() > 0
+
+
+def test_pls_decoder_predicts_what_scikit_learn_predicts():
+    from sklearn.cross_decomposition import PLSRegression
+
+    x_train, t_train, x_test, _ = make_problem()
+    decoder = PLSDecoder(5)
+    decoder.fit(x_train, t_train)
+    reference = PLSRegression(5, scale=False).fit(x_train.double().numpy(), t_train.double().numpy())
+    np.testing.assert_allclose(decoder.predict(x_test).numpy(), reference.predict(x_test.double().numpy()), atol=1e-4)
+    with pytest.raises(InputError, match="decoder.n_components: 60 needs more than 60 trials"):
+        PLSDecoder(60).check_fits(60, FitContext())
