@@ -43,8 +43,8 @@ def one_thread():
 
 @pytest.fixture
 def calls(monkeypatch) -> dict[str, int]:
-    """Counts the fits' eigendecompositions and SVDs, and the fits by route ("gram", "svd")."""
-    counts = {"eigh": 0, "svd": 0, "fit_gram": 0, "fit_svd": 0}
+    """Counts the fits' eigendecompositions, SVDs and Cholesky factorizations, and the fits by route."""
+    counts = {"eigh": 0, "svd": 0, "cholesky": 0, "fit_gram": 0, "fit_svd": 0}
 
     def counted(function, name):
         def wrapper(*args, **kwargs):
@@ -55,7 +55,7 @@ def calls(monkeypatch) -> dict[str, int]:
 
     for name in ("eigh", "svd"):
         monkeypatch.setattr(procrustes, name, counted(getattr(procrustes, name), name))
-    for name in ("fit_gram", "fit_svd"):
+    for name in ("cholesky", "fit_gram", "fit_svd"):
         monkeypatch.setattr(routes, name, counted(getattr(routes, name), name))
     return counts
 
@@ -109,7 +109,9 @@ def test_gram_route_expected_from_shapes(samples, voxels, dtype, expected):
         ((300, 90), "rowspace", "svd"),
         ((40, 120), "auto", "gram"),
         ((40, 120), "voxelspace", "voxelspace"),
-        ((110, 120), "auto", "svd"),
+        ((105, 120), "auto", "svd"),  # row space (104 <= 0.9 * 120), but white noise is too ill-conditioned
+        ((110, 120), "auto", "voxelspace"),  # 109 > 0.9 * 120: a QR would not pay
+        ((110, 120), "rowspace", "svd"),
     ],
 )
 def test_source_route(shape, solver, route):
@@ -135,10 +137,12 @@ def test_condition_estimate_accepts_moderate_and_rejects_large_condition_numbers
 # --- nothing computed to be thrown away -----------------------------------------------------------
 
 
-def test_near_square_shapes_go_straight_to_the_svd(calls):
-    """2 x 200 x 205: samples approach voxels, the SVD route is chosen from the shapes alone."""
-    Hyperalignment(device="cpu").fit(subjects([(200, 205), (200, 205)]))
-    assert calls["eigh"] == 0 and calls["fit_gram"] == 0
+@pytest.mark.parametrize("shape", [(180, 205), (200, 205)])  # row space, voxel space
+def test_near_square_shapes_go_straight_to_the_svd(shape, calls):
+    """Samples approach voxels: the SVD route is chosen from the shapes alone, no condition estimate."""
+    assert not routes.gram_route_expected(shape[0] - 1, shape[1], shape[1], torch.float64)
+    Hyperalignment(device="cpu").fit(subjects([shape, shape]))
+    assert calls["eigh"] == calls["cholesky"] == calls["fit_gram"] == 0
     assert calls["fit_svd"] == calls["svd"] == 4
 
 
@@ -147,7 +151,7 @@ def test_ill_conditioned_data_are_caught_before_any_eigendecomposition(calls):
     data = subjects([(50, 120), (50, 120)], seed=1, spectrum_decay=14.0)
     assert routes.gram_route_expected(49, 120, 120, torch.float64)
     Hyperalignment(device="cpu").fit(data)
-    assert calls["eigh"] == 0 and calls["fit_svd"] == 4
+    assert calls["cholesky"] > 0 and calls["eigh"] == 0 and calls["fit_svd"] == 4
 
 
 def test_well_conditioned_data_take_one_eigendecomposition_per_fit(calls):

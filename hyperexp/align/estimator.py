@@ -51,15 +51,27 @@ class Alignment:
 def hyperalign(data: list[Tensor], solver: str = "auto") -> Alignment:
     """PyMVPA's three levels on (n, p_k) tensors (see the module docstring)."""
     sources = [Source(subject, solver) for subject in data]
-    n_subjects = len(sources)
-    reference = int(np.argmax([subject.shape[1] for subject in data]))  # argmax: first on a tie
+    reference = int(np.argmax([source.rows.shape[1] for source in sources]))  # argmax: first on a tie
+    space = TargetSpace(common_space(sources, reference))
 
+    # Level 3: the returned maps, all onto the final common space (mean zero).
+    maps, mapped = [], []
+    for source in sources:
+        fit = source.fit(space)
+        maps.append(SubjectMap(source.mean, fit.map))
+        mapped.append(from_mean_free_coordinates(fit.mapped))
+    return Alignment(reference, from_mean_free_coordinates(space.rows), maps, mapped)
+
+
+def common_space(sources: list[Source], reference: int) -> Tensor:
+    """Levels 1 and 2: PyMVPA's final common space, in mean-free coordinates (n - 1, p_ref)."""
+    n_subjects = len(sources)
     # Level 1: grow the common space subject by subject; the reference enters level 2 raw.
     others = [k for k in range(n_subjects) if k != reference]
     common = zscore_coordinates_(sources[reference].rows.clone())
-    level1, level1_targets = [source.rows for source in sources], {}
+    level1 = [source.rows for source in sources]
     for k in others:
-        level1_targets[k] = common
+        last_target = common
         level1[k] = zscore_coordinates_(sources[k].fit(TargetSpace(common)).mapped)
         if k != others[-1]:  # level 1's final common space is dropped
             common = zscore_coordinates_((level1[k] + common).div_(2))
@@ -67,27 +79,17 @@ def hyperalign(data: list[Tensor], solver: str = "auto") -> Alignment:
     # Level 2, one pass: subject k's target is the z-scored mean of the level-1 list without k,
     # PyMVPA's (N * mean - list[k]) / (N - 1) as a sum of the others (linear in N). The raw reference
     # is never subtracted, so nothing cancels against its scale; with two subjects the other
-    # subject's target is bitwise its level-1 target, so that fit is reused.
+    # subject's target is bitwise its level-1 target (the last one), so that fit is reused.
     aligned = sum((level1[k] for k in others[1:]), level1[others[0]])
     mapped = []
     for k in range(n_subjects):
         rest = aligned.clone() if k == reference else (aligned - level1[k]).add_(level1[reference])
         target = zscore_coordinates_(rest.div_(n_subjects - 1))
-        if k in level1_targets and torch.equal(target, level1_targets[k]):
+        if k == others[-1] and torch.equal(target, last_target):
             mapped.append(level1[k])
         else:
             mapped.append(zscore_coordinates_(sources[k].fit(TargetSpace(target)).mapped))
-    common = zscore_coordinates_(sum(mapped[1:], mapped[0]).div_(n_subjects))
-
-    # Level 3: the returned maps, all onto the final common space (mean zero).
-    space = TargetSpace(common)
-    fits = [source.fit(space) for source in sources]
-    return Alignment(
-        reference,
-        from_mean_free_coordinates(common),
-        [SubjectMap(source.mean, fit.map) for source, fit in zip(sources, fits)],
-        [from_mean_free_coordinates(fit.mapped) for fit in fits],
-    )
+    return zscore_coordinates_(sum(mapped[1:], mapped[0]).div_(n_subjects))
 
 
 class Hyperalignment(TransformerMixin, BaseEstimator):
@@ -158,11 +160,8 @@ class Hyperalignment(TransformerMixin, BaseEstimator):
 
     def _fit(self, X) -> list[Tensor]:
         subjects = training_rows(X)
-        dtype, device = self._torch_dtype(), self._torch_device()
-        if not (isinstance(self.solver, str) and self.solver in SOLVERS):
-            raise InputError(f"Hyperalignment(solver={self.solver!r}): expected one of {', '.join(SOLVERS)}")
-        data = [_as_tensor(rows, dtype, device) for rows in subjects.values()]
-        alignment = hyperalign(data, self.solver)
+        dtype, device, solver = self._torch_dtype(), self._torch_device(), self._checked_solver()
+        alignment = hyperalign([_as_tensor(rows, dtype, device) for rows in subjects.values()], solver)
         keys = list(subjects)
         self.reference_ = keys[alignment.reference]
         self.common_space_ = _to_numpy(alignment.common)
@@ -173,6 +172,11 @@ class Hyperalignment(TransformerMixin, BaseEstimator):
         if not (isinstance(self.dtype, str) and self.dtype in _DTYPES):
             raise InputError(f"Hyperalignment(dtype={self.dtype!r}): expected 'float64' or 'float32'")
         return _DTYPES[self.dtype]
+
+    def _checked_solver(self) -> str:
+        if not (isinstance(self.solver, str) and self.solver in SOLVERS):
+            raise InputError(f"Hyperalignment(solver={self.solver!r}): expected one of {', '.join(SOLVERS)}")
+        return self.solver
 
     def _torch_device(self) -> torch.device:
         try:

@@ -1,25 +1,30 @@
 """The cost model: how each Procrustes fit is computed, decided before any decomposition.
 
-For a source subject with n samples and p_x voxels, and a target with p_t features:
+For a source subject with n samples and p_x voxels, and a target with p_t features (solver "auto"):
 
-- Voxel space when ``n - 1 >= p_x`` (solver "auto" or "voxelspace"): the row space is all of voxel
-  space, and ``Z = Xc.T @ Tc`` (p_x, p_t) is typically ill-conditioned (its singular values carry
-  the cosines of the angles between two p-dimensional subspaces of the (n - 1)-dimensional sample
-  space, some near 0), so: one SVD of Z per fit (``fit_svd`` in a ``VoxelBasis``), PyMVPA's
-  algorithm without its repeated work.
-- Row space when ``n - 1 < p_x`` (r = n - 1): the Gram route (``fit_gram``, an r x r eigh) where it
-  is accurate. It loses about eps * cond relative accuracy to two squared condition numbers, of the
-  source's sample Gram K (its ``CholeskyBasis``) and of ``G = Z Z.T``, so it is taken only if both
-  are at most ``_GRAM_MAX_RELATIVE_ERROR / eps``, decided without computing anything to discard:
-  1. from the shapes: white noise of these shapes already has cond(Z) up to about ``c(n - 1, p_x)
-     * c(n - 1, p_t)``, ``c(m, p) = (1 + sqrt(m / p)) / (1 - sqrt(m / p))`` (Marchenko-Pastur); if
-     its square is over the limit (samples approaching voxels), the SVD route directly;
-  2. otherwise the Cholesky factors of K and G (needed anyway, a fraction of the eigh) estimate
-     their condition numbers: Frobenius norm (>= the largest eigenvalue) times the growth under a
-     few inverse iterations (<= 1 / the smallest, and within a small factor of it from a random
-     start). Over the limit: the SVD route.
-  The row-space SVD route: ``fit_svd`` in a ``HouseholderBasis`` (one QR per subject), an SVD of
-  the r x p_t matrix Z.
+- Row space when ``r = n - 1`` is well below p_x (at most ``_ROW_SPACE_MAX_FRACTION`` of it):
+  - the Gram route (``fit_gram``, an r x r eigh; no SVD) where it is accurate. It loses about
+    eps * cond relative accuracy to two squared condition numbers, of the source's sample Gram K
+    (its ``CholeskyBasis``) and of ``G = Z Z.T``, so it is taken only if both are at most
+    ``_GRAM_MAX_RELATIVE_ERROR / eps``, decided without computing anything to discard:
+    1. from the shapes: white noise of these shapes already has cond(Z) up to about ``c(r, p_x) *
+       c(r, p_t)``, ``c(m, p) = (1 + sqrt(m / p)) / (1 - sqrt(m / p))`` (Marchenko-Pastur); if its
+       square is over the limit, the SVD route directly;
+    2. otherwise the Cholesky factors of K and G (needed anyway; a fraction of the eigh) estimate
+       their condition numbers: Frobenius norm (>= the largest eigenvalue) times the growth under a
+       few inverse iterations (<= 1 / the smallest, and within a small factor of it from a random
+       start). Over the limit: the SVD route.
+  - else the row-space SVD route: ``fit_svd`` in a ``HouseholderBasis`` (one QR per subject), an
+    SVD of the r x p_t matrix Z instead of p_x x p_t.
+- Voxel space otherwise: ``fit_svd`` in a ``VoxelBasis``, one SVD of ``Z = Xc.T @ Tc`` (p_x, p_t)
+  per fit, PyMVPA's algorithm without its repeated work. Where r >= p_x the row space is all of
+  voxel space, and Z is typically ill-conditioned (its singular values carry the cosines of the
+  angles between two p-dimensional subspaces of the r-dimensional sample space, some near 0), so an
+  SVD it is. Where r is just below p_x, a QR would cost more than it saves on the SVDs (and hold
+  another copy of the data); Z's rank is then r, and its numerically zero singular values are
+  dropped, which gives the row-space route's minimum-norm map.
+
+Solvers "rowspace" and "voxelspace" force the space (in row space, Gram or SVD as above).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ SOLVERS = ("auto", "rowspace", "voxelspace")
 # The Gram route's relative accuracy budget (float64: condition numbers up to ~4.5e5 of K and G,
 # i.e. cond(Z) up to ~670; float32: never, so always the SVD).
 _GRAM_MAX_RELATIVE_ERROR = 1e-10
+# Row space only where it shrinks each SVD by about a fifth or more (r <= 0.9 p_x).
+_ROW_SPACE_MAX_FRACTION = 0.9
 _INVERSE_ITERATIONS = 6
 _PROBES = 8
 
@@ -100,7 +107,7 @@ class Source:
     def route(self, target: TargetSpace) -> str:
         """The route by the shapes alone (step 1): "voxelspace", or in row space "gram" or "svd"."""
         samples, voxels = self.rows.shape
-        if self.solver == "voxelspace" or (self.solver == "auto" and samples >= voxels):
+        if self.solver == "voxelspace" or (self.solver == "auto" and samples > _ROW_SPACE_MAX_FRACTION * voxels):
             return "voxelspace"
         return "gram" if gram_route_expected(samples, voxels, target.rows.shape[1], self.rows.dtype) else "svd"
 
