@@ -14,6 +14,7 @@ from pathlib import Path
 
 import hydra
 import mlflow
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from mlflow import MlflowClient
@@ -80,6 +81,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
             record_results(run_, folder, results, history, decoder.fitted_summary(), context.logger.seconds)
             save_final_artifacts(folder, stimuli, reconstructions, predicted, history)
         log_decoder_model(decoder, data.x_train[:2])
+    np.save(output_dir / "predicted_latents.npy", predicted.cpu().numpy())  # the job's result, for `generate render`
     log.info("latent similarity %.4f, SSIM %.4f; run %s", results["latent_similarity"], results["ssim"], job.name)
     return validation_loss(history)
 
