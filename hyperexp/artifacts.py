@@ -1,5 +1,5 @@
 """Files a run leaves in MLflow: the reconstructions as the published code saves them, a grid of
-all test trials, the loss curve, the predicted latents and the attribute correlations.
+all test trials, the loss curve, the predicted latents, the per-trial metrics and the attribute correlations.
 
 They are written to a staging folder that is uploaded and then removed (:func:`staged_artifacts`):
 a run's artifacts live in MLflow only; Hydra's output folder keeps the log and the checkpoints.
@@ -20,6 +20,7 @@ import numpy as np
 from mlflow import MlflowClient
 from PIL import Image
 
+from hyperexp.atomic import atomic_path
 from hyperexp.decode import History
 from hyperexp.evaluate.grids import comparison_grid
 
@@ -84,3 +85,13 @@ def save_attribute_correlations(folder: Path, correlations: Mapping[str, float])
     lines = ["attribute,pearson_r"] + [f"{name},{value:.6g}" for name, value in correlations.items()]
     (folder / "attribute_correlations.csv").write_text("\n".join(lines) + "\n")
     plot_attribute_correlations(correlations, folder / "attribute_correlations.png")
+
+
+def save_per_trial(path: Path, values: dict[str, np.ndarray]) -> Path:
+    """``per_trial.csv``: a ``trial`` column (the test trial's index) and one column per metric."""
+    names = list(values)
+    rows = np.column_stack([values[name] for name in names])
+    table = np.column_stack([np.arange(len(rows)), rows])
+    with atomic_path(path) as temporary:
+        np.savetxt(temporary, table, delimiter=",", fmt="%.17g", header=",".join(["trial", *names]), comments="")
+    return path

@@ -123,6 +123,13 @@ class TrackingConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The sweep's comparison report (``hyperexp.report``)."""
+
+    baseline: str | None = None  # compare every group with this one (e.g. data=subject1); None: all pairs
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     decoder: Any = MISSING  # one decoder class and its settings (conf/decoder/*.yaml)
@@ -130,6 +137,7 @@ class Config:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def register_configs() -> None:

@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities import RunTag
 from omegaconf import DictConfig
 
-from hyperexp.artifacts import save_attribute_correlations, save_final_artifacts, staged_artifacts
+from hyperexp.artifacts import save_attribute_correlations, save_final_artifacts, save_per_trial, staged_artifacts
 from hyperexp.config import build, validated
 from hyperexp.decode import FitContext, History, StopRequested
 from hyperexp.decode.checkpoints import Checkpoints
@@ -29,6 +29,8 @@ from hyperexp.decode.losses import training_objective
 from hyperexp.device import resolve_device
 from hyperexp.errors import InputError
 from hyperexp.evaluate import EpochMetrics
+from hyperexp.evaluate.convergence import tail_drop
+from hyperexp.evaluate.trials import PER_TRIAL_FILE, stimulus_set_key
 from hyperexp.generate import check_precision, render
 from hyperexp.signals import GracefulStop
 from hyperexp.threads import apply_thread_budget, thread_budget
@@ -62,6 +64,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
 
     job = job_identity(cfg, hydra_config, data, decoder_choice(hydra_config, decoder), output_dir)
     job.tags["threads"] = str(threads)
+    job.tags["test_set"] = stimulus_set_key(data.t_test)  # runs with equal keys pair trial by trial in reports
     with job_run(cfg.tracking, job, settings.resume) as run_:
         log.info("MLflow run %s (%s) in experiment '%s'", run_.run_id, job.name, cfg.tracking.experiment)
         log_datasets(data)
@@ -72,6 +75,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
         tag = functools.partial(tag_checkpoint, run_.run_id)
         context.checkpoints = Checkpoints(output_dir / "checkpoints" / "last.pt", settings.checkpoint_every, tag)
         history = decoder.fit(x_train, t_train, context)
+        warn_if_still_falling(history)
 
         with torch.no_grad():
             predicted = decoder.predict(x_test)
@@ -80,6 +84,8 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
         with staged_artifacts(run_.run_id) as folder:
             record_results(run_, folder, results, history, decoder.fitted_summary(), context.logger.seconds)
             save_final_artifacts(folder, stimuli, reconstructions, predicted, history)
+            trials = evaluation.per_trial(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions)
+            save_per_trial(folder / PER_TRIAL_FILE, trials)
         log_decoder_model(decoder, data.x_train[:2])
     np.save(output_dir / "predicted_latents.npy", predicted.cpu().numpy())  # the job's result, for `generate render`
     log.info("latent similarity %.4f, SSIM %.4f; run %s", results["latent_similarity"], results["ssim"], job.name)
@@ -107,6 +113,19 @@ def record_results(job: JobRun, folder: Path, results: dict, history: History, f
 def validation_loss(history: History) -> float | None:
     values = history.metrics.get("validation_loss")
     return None if values is None else float(values[history.epochs_done - 1])
+
+
+def warn_if_still_falling(history: History) -> None:
+    """Say so when the test loss was still falling at the end: such a run compares nothing yet."""
+    drop = tail_drop(history.test_loss.tolist())
+    if drop is not None and drop.still_falling:
+        log.warning(
+            "test loss still falling: the last %d of %d epochs made %.0f%% of its improvement; results are "
+            "preliminary (trainer=quick is for smoke tests only)",
+            drop.tail_epochs,
+            history.epochs_done,
+            100 * drop.fraction,
+        )
 
 
 def check_parts_agree(data, decoder, generator, evaluation, context: FitContext) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,10 +15,13 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from PIL import Image
 
+from hyperexp.artifacts import save_per_trial
+from hyperexp.evaluate.trials import PER_TRIAL_FILE
 from hyperexp.report.__main__ import main
 from hyperexp.report.queries import collect_runs
 from hyperexp.report.summary import summary_table
-from hyperexp.report.write import markdown_table, write_report
+from hyperexp.report.trials import load_trials
+from hyperexp.report.write import write_report
 from tests.conftest import run_cli
 
 EXPERIMENT = "hyperexp"
@@ -24,6 +29,7 @@ GROUPS_A = ("data=subject1", "data=subject2", "data=hyperaligned")
 SEEDS = (0, 1, 2)
 METRICS = ("latent_similarity", "latent_cosine", "ssim", "final_test_loss")
 EPOCHS = 4
+N_TRIALS = 12
 
 
 @dataclass
@@ -44,8 +50,16 @@ def make_run(
     metrics: dict,
     status: str = "FINISHED",
     params: dict | None = None,
+    trials_folder: Path | None = None,
 ) -> str:
+    """A run with final metrics and loss curves; with ``trials_folder``, also a per_trial.csv
+    (random per-trial values on the test set ``set-a``)."""
+    tags = {**tags, "test_set": "set-a"} if trials_folder else tags
     run_id = store.client.create_run(experiment_id, start_time=start, tags=tags).info.run_id
+    if trials_folder is not None:
+        rng = np.random.default_rng(start // 1000 % 10_000)
+        columns = {name: rng.uniform(0.3, 0.9, N_TRIALS) for name in ("latent_mse", "latent_cosine", "ssim")}
+        store.client.log_artifact(run_id, str(save_per_trial(trials_folder / run_id / PER_TRIAL_FILE, columns)))
     logged = [Metric(f"test/{name}", value, start, EPOCHS) for name, value in metrics.items()]
     scale = 1.0 + (start // 1000) % 100 / 10  # distinct per run
     for epoch in range(1, EPOCHS + 1):
@@ -84,7 +98,7 @@ def store(tmp_path_factory) -> Store:
                 "subjects": "1",
                 "mlflow.parentRunId": store.parent_a,
             }
-            make_run(store, experiment_id, start, tags, values)
+            make_run(store, experiment_id, start, tags, values, trials_folder=folder / "trials")
             for metric, value in values.items():
                 store.logged_a[group][metric].append(value)
     tags = {
@@ -116,6 +130,7 @@ def store(tmp_path_factory) -> Store:
                 tags,
                 {m: float(rng.uniform()) for m in METRICS},
                 params={"trainer.seed": str(seed)},
+                trials_folder=folder / "trials",
             )
     other = client.create_experiment("other", artifact_location=(folder / "other").as_uri())
     make_run(store, other, start + 1000, {"sweep": "none"}, {"latent_similarity": 0.5})
@@ -159,18 +174,19 @@ def test_pool_sizes_order_numerically_and_fall_back_to_subjects_and_param_seed(s
     assert [row.pool_size for row in table] == [2, 10]
 
 
-def test_markdown_cells_are_mean_plus_minus_sd_with_four_significant_digits(store):
-    table = summary_table(collect_runs(store.uri, sweep="sweep-a", histories=()))
+def test_spread_cells_are_mean_plus_minus_sd_over_runs(report_a):
+    paths, store = report_a
     values = np.array(store.logged_a["data=subject2"]["ssim"])
-    expected = f"{values.mean():.4g} ± {values.std(ddof=1):.4g}"
-    row = next(line for line in markdown_table(table, ["ssim"]).splitlines() if "data=subject2" in line)
-    assert row == f"| data=subject2 | 1 | 3 | {expected} |"
+    spread = paths["markdown"].read_text().split("## Spread over runs")[1].split("##")[0]
+    row = next(line for line in spread.splitlines() if line.startswith("| data=subject2 |"))
+    assert f"| {values.mean():.4g} ± {values.std(ddof=1):.2g} |" in row
 
 
 @pytest.fixture(scope="module")
 def report_a(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("report_a")
-    return write_report(collect_runs(store.uri, sweep="sweep-a"), out), store
+    records = collect_runs(store.uri, sweep="sweep-a")
+    return write_report(records, load_trials(records, store.uri), out), store
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -178,10 +194,10 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-def test_csv_holds_every_statistic_exactly(report_a):
+def test_runs_csv_holds_every_statistic_exactly(report_a):
     paths, store = report_a
     table = summary_table(collect_runs(store.uri, sweep="sweep-a", histories=()))
-    rows = read_csv(paths["csv"])
+    rows = read_csv(paths["runs_csv"])
     assert list(rows[0]) == ["group", "pool_size", "n_runs"] + [
         f"{m}_{s}" for m in METRICS for s in ("mean", "sd", "n")
     ]
@@ -199,14 +215,15 @@ def test_unknown_values_are_empty_csv_cells_and_dashes_in_markdown(store, tmp_pa
     failed = [r for r in records if not r.finished]  # a group whose only job failed
     for record in failed:
         record.group = "broken"
-    paths = write_report(lonely + failed, tmp_path)
-    rows = {row["group"]: row for row in read_csv(paths["csv"])}
+    paths = write_report(lonely + failed, {}, tmp_path)
+    rows = {row["group"]: row for row in read_csv(paths["runs_csv"])}
     assert rows["data=subject1"]["ssim_sd"] == "" and rows["data=subject1"]["ssim_n"] == "1"
     assert rows["broken"]["n_runs"] == "0" and rows["broken"]["ssim_mean"] == ""
     markdown = paths["markdown"].read_text()
     single = f"{lonely[0].metrics['ssim']:.4g}"
     assert any(line.startswith("| data=subject1 |") and f"| {single} |" in line for line in markdown.splitlines())
     assert "| broken | 1 | 0 | – | – | – |" in markdown
+    assert "No finished run logged per-trial metrics" in markdown
 
 
 def test_report_lists_the_failed_job_and_links_the_figures(report_a):
@@ -214,8 +231,8 @@ def test_report_lists_the_failed_job_and_links_the_figures(report_a):
     text = paths["markdown"].read_text()
     failures = text.split("## Jobs not in the statistics")[1].split("## Figures")[0]
     assert store.failed_run in failures and "FAILED" in failures and "out of memory" in failures
-    assert "metric_vs_pool_size" not in paths  # one pool size only
-    for name in ("metrics_by_group", "loss_curves"):
+    assert "pool_size" not in paths  # one pool size only
+    for name in ("estimates", "differences", "loss_curves"):
         assert f"]({paths[name].name})" in text
 
 
@@ -228,8 +245,10 @@ def assert_png(path):
 
 def test_figures_are_valid_pngs(report_a, store, tmp_path):
     paths, _ = report_a
-    pool_paths = write_report(collect_runs(store.uri, sweep="sweep-b"), tmp_path)
-    for path in [paths["metrics_by_group"], paths["loss_curves"], pool_paths["metric_vs_pool_size"]]:
+    records = collect_runs(store.uri, sweep="sweep-b")
+    pool_paths = write_report(records, load_trials(records, store.uri), tmp_path)
+    assert "estimates" not in pool_paths  # the pool-size figure answers this sweep's question
+    for path in [paths["estimates"], paths["differences"], paths["loss_curves"], pool_paths["pool_size"]]:
         assert_png(path)
 
 
@@ -245,7 +264,7 @@ def test_cli_on_a_sweep_folder_reads_the_parent_run_file(store, tmp_path):
     folder.mkdir()
     (folder / "mlflow_parent_run.txt").write_text(store.parent_b + "\n")
     assert main([str(folder), "--tracking-uri", store.uri, "--no-log"]) == 0
-    assert [row["pool_size"] for row in read_csv(folder / "report.csv")] == ["2", "10"]
+    assert [row["pool_size"] for row in read_csv(folder / "runs.csv")] == ["2", "10"]
     assert (folder / "metric_vs_pool_size.png").is_file()
 
 
@@ -253,7 +272,7 @@ def test_cli_on_a_sweep_folder_without_parent_file_uses_its_name(store, tmp_path
     folder = tmp_path / "sweep-a"
     folder.mkdir()
     assert main([str(folder), "--tracking-uri", store.uri, "--no-log"]) == 0
-    assert [row["n_runs"] for row in read_csv(folder / "report.csv")] == ["3", "3", "3"]
+    assert [row["n_runs"] for row in read_csv(folder / "runs.csv")] == ["3", "3", "3"]
 
 
 def test_cli_fails_with_one_clear_line_on_an_unknown_target(store, tmp_path):
@@ -286,5 +305,52 @@ def test_cli_reports_an_unwritable_output_folder_in_one_line(store, tmp_path, ca
 
 
 def test_appendix_ends_the_report(store, tmp_path):
-    paths = write_report(collect_runs(store.uri, sweep="sweep-a", histories=()), tmp_path, appendix="## Extra\n\n- x")
+    paths = write_report(
+        collect_runs(store.uri, sweep="sweep-a", histories=()), {}, tmp_path, appendix="## Extra\n\n- x"
+    )
     assert paths["markdown"].read_text().endswith("\n\n## Extra\n\n- x\n")
+
+
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_every_link_of_every_report_resolves_and_the_html_embeds_its_figures(report_a, store, tmp_path):
+    records = collect_runs(store.uri, sweep="sweep-b")
+    reports = [
+        report_a[0],
+        write_report(records, load_trials(records, store.uri), tmp_path / "pool"),
+        write_report(records, {}, tmp_path / "without-trials"),
+    ]
+    for paths in reports:
+        folder = paths["markdown"].parent
+        assert all(path.is_file() and path.parent == folder for path in paths.values())
+        markdown = paths["markdown"].read_text()
+        links = MARKDOWN_LINK.findall(markdown)
+        assert links and all((folder / link).is_file() for link in links), links
+        html = paths["html"].read_text()
+        hrefs = re.findall(r'href="([^"]+)"', html)
+        assert hrefs and all((folder / href).is_file() for href in hrefs), hrefs
+        sources = re.findall(r'<img src="([^"]+)"', html)
+        figures = [link for link in links if link.endswith(".png")]
+        assert len(sources) == len(figures) == markdown.count("![")
+        for source, figure in zip(sources, figures):
+            prefix = "data:image/png;base64,"
+            assert (
+                source.startswith(prefix) and base64.b64decode(source[len(prefix) :]) == (folder / figure).read_bytes()
+            )
+
+
+def test_cli_reports_several_targets_together_against_a_baseline(store, tmp_path):
+    arguments = ["sweep-a", "sweep-b", "--tracking-uri", store.uri, "--out", str(tmp_path), "--no-log"]
+    assert main([*arguments, "--baseline", "data=subject1"]) == 0
+    rows = read_csv(tmp_path / "differences.csv")
+    assert {row["baseline"] for row in rows} == {"data=subject1"}
+    groups = {"data=subject2", "data=hyperaligned", "data.n_subjects=2", "data.n_subjects=10"}
+    assert {row["group"] for row in rows} == groups
+    assert "Sweep report: sweep-a sweep-b" in (tmp_path / "report.md").read_text()
+
+
+def test_cli_refuses_a_baseline_that_names_no_group_in_one_line(store, tmp_path, capsys):
+    assert main(["sweep-a", "--tracking-uri", store.uri, "--out", str(tmp_path), "--baseline", "data=average"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hyperexp: error: report.baseline: 'data=average' matches no group") and err.count("\n") == 1

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
+from hyperexp.evaluate.trials import PER_TRIAL_FILE
+from hyperexp.report.trials import read_per_trial_csv
 from tests.conftest import TINY, run_cli, run_in_process, runs_of, store
 
 STEP = re.compile(r"\+step\+(\d+)\+")
@@ -67,6 +69,15 @@ def test_params_are_few_and_the_whole_config_is_an_artifact(single_run):
     assert len(params) <= 20 and "generator.model.size" not in params and "trainer.progress" not in params
     config = yaml.safe_load(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml"))
     assert config["generator"]["model"]["size"] == 128 and config["trainer"]["log_every"] == 4
+
+
+def test_per_trial_metrics_are_the_reports_raw_material(single_run, tmp_path):
+    client, run = store(single_run), the_run(single_run)
+    trials = read_per_trial_csv(Path(client.download_artifacts(run.info.run_id, PER_TRIAL_FILE, str(tmp_path))))
+    metrics = run.data.metrics
+    assert len(trials["ssim"]) == 12 and trials["ssim"].mean() == pytest.approx(metrics["test/ssim"], rel=1e-6)
+    assert 1 / (1 + trials["latent_mse"].mean()) == pytest.approx(metrics["test/latent_similarity"], rel=1e-6)
+    assert len(run.data.tags["test_set"]) == 12
 
 
 def test_grids_are_logged_at_step_0_and_every_log_every(single_run):
@@ -178,7 +189,7 @@ def test_tiny_multirun_is_one_parent_run_with_a_child_per_job_and_a_report(tmp_p
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "data=subject1" in report and "data=subject2" in report
     figures = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/report.md", "report/metrics_by_group.png", "report/loss_curves.png"} <= figures
+    assert {"report/report.md", "report/report.html", "report/differences.csv"} <= figures
     assert not list((tmp_path / "sweep" / "0").glob(".hydra")) and (tmp_path / "sweep" / "0" / "train.log").is_file()
     train_log = (tmp_path / "sweep" / "0" / "train.log").read_text()
     assert "epoch 12/12: train_loss " in train_log and "epoch 12/12" not in result.stdout  # the file only

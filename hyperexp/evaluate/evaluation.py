@@ -23,6 +23,7 @@ from hyperexp.evaluate.metrics import (
     latent_metrics,
     project_on_boundaries,
 )
+from hyperexp.evaluate.trials import image_trial_metrics, latent_trial_metrics
 from hyperexp.generate.facesketch import ATTRIBUTES
 
 
@@ -142,3 +143,10 @@ class Evaluation:
         if self.extractor is not None:
             metrics.update(feature_metrics(stimuli, reconstructions, self.extractor))
         return metrics
+
+    def per_trial(self, true_latents, predicted_latents, stimuli, reconstructions) -> dict[str, np.ndarray]:
+        """The latent and image metrics of each test trial (:mod:`.trials`), for the reports' statistics."""
+        return {
+            **latent_trial_metrics(true_latents, predicted_latents),
+            **image_trial_metrics(stimuli, reconstructions),
+        }

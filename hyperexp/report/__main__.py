@@ -1,4 +1,10 @@
-"""Write the comparison report of a sweep: ``python -m hyperexp.report TARGET [--tracking-uri URI] [--out DIR]``."""
+"""Write the comparison report of a sweep: ``python -m hyperexp.report TARGET [TARGET ...] [--baseline GROUP]``.
+
+Several targets are reported together (e.g. a pool-size sweep and its noise-free ceiling); the
+report goes to the first target's folder unless ``--out`` says otherwise. Comparisons are against
+``--baseline``, else the sweep's own ``report.baseline`` (its folder's ``multirun.yaml``), else
+between every pair of groups (``--pairs`` asks for that in any case).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
+from omegaconf import OmegaConf
 
 from hyperexp.errors import InputError
+from hyperexp.report.compare import resolve_group, spec_matches
 from hyperexp.report.queries import RunRecord, collect_runs
+from hyperexp.report.trials import load_trials
 from hyperexp.report.write import log_report_to_run, write_report
 from hyperexp.track.sweep import read_parent_run_id
 
@@ -46,20 +55,52 @@ def resolve_target(target: str, tracking_uri: str) -> tuple[list[RunRecord], Pat
     return records, out_dir, parent_run_id
 
 
+def sweep_baseline(target: str) -> str | None:
+    """The ``report.baseline`` a sweep folder's ``multirun.yaml`` was run with, if any."""
+    path = Path(target) / "multirun.yaml"
+    if not path.is_file():
+        return None
+    return OmegaConf.select(OmegaConf.load(path), "report.baseline", default=None)
+
+
+def chosen_groups(records: list[RunRecord], specs: Sequence[str]) -> list[RunRecord]:
+    """The runs of the groups that ``specs`` name (each as ``report.baseline`` would)."""
+    groups = list(dict.fromkeys(r.group for r in records))
+    kept = {resolve_group(spec, groups, "--groups") for spec in specs}
+    return [r for r in records if r.group in kept]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hyperexp.report", description=__doc__.splitlines()[0])
-    parser.add_argument("target", help="sweep id (the 'sweep' tag), Hydra sweep folder, or experiment name")
+    parser.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET",
+        help="sweep id (the 'sweep' tag), Hydra sweep folder, or experiment name",
+    )
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
     parser.add_argument(
         "--out", type=Path, help="output folder (default: the sweep folder, else outputs/reports/TARGET)"
     )
     parser.add_argument("--no-log", action="store_true", help="do not attach the report to the sweep's parent run")
+    parser.add_argument("--baseline", help="compare every group with this one (e.g. data=subject1); default: all pairs")
+    parser.add_argument("--pairs", action="store_true", help="compare every pair of groups, whatever the baseline")
+    parser.add_argument("--groups", nargs="+", metavar="GROUP", help="report only these groups (e.g. data=subject1)")
+    parser.add_argument("--title", help="the report's title (default: 'Sweep report: TARGET ...')")
     args = parser.parse_args(argv)
     try:
-        records, out_dir, parent_run_id = resolve_target(args.target, args.tracking_uri)
-        if len({r.parent_run_id for r in records}) > 1:
-            print(f"hyperexp: warning: {args.target}: matches runs of several parent runs", file=sys.stderr)
-        paths = write_report(records, args.out or out_dir, title=f"Sweep report: {args.target}")
+        resolved = [resolve_target(target, args.tracking_uri) for target in args.targets]
+        records = [record for found, _, _ in resolved for record in found]
+        _, out_dir, parent_run_id = resolved[0]
+        if len(resolved) == 1 and len({r.parent_run_id for r in records}) > 1:
+            print(f"hyperexp: warning: {args.targets[0]}: matches runs of several parent runs", file=sys.stderr)
+        records = chosen_groups(records, args.groups) if args.groups else records
+        baseline = None if args.pairs else args.baseline or sweep_baseline(args.targets[0])
+        if baseline and not args.baseline and not any(spec_matches(baseline, r.group) for r in records):
+            baseline = None  # the sweep's baseline is not among the groups asked for
+        title = args.title or f"Sweep report: {' '.join(args.targets)}"
+        trials = load_trials(records, args.tracking_uri)
+        paths = write_report(records, trials, args.out or out_dir, title=title, baseline=baseline)
     except (InputError, OSError) as error:  # OSError: e.g. an --out folder that cannot be written
         message = error if isinstance(error, InputError) else f"{error.filename or 'report'}: {error.strerror}"
         print(f"hyperexp: error: {message}", file=sys.stderr)

@@ -31,6 +31,9 @@ class RunRecord:
     start_time: int = 0
     parent_run_id: str | None = None
     error: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    run_metrics: dict[str, float] = field(default_factory=dict)  # every metric's last value, full keys
 
     @property
     def finished(self) -> bool:
@@ -65,6 +68,9 @@ def _record(run: Run) -> RunRecord:
         start_time=run.info.start_time or 0,
         parent_run_id=tags.get("mlflow.parentRunId"),
         error=tags.get("error", "").splitlines()[0] if tags.get("error") else "",
+        tags=dict(tags),
+        params=dict(params),
+        run_metrics=dict(run.data.metrics),
     )
 
 

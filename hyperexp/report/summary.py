@@ -1,4 +1,8 @@
-"""A sweep's statistics: per group, each final metric over the finished runs (mean, sample sd, n)."""
+"""The spread over runs: per group, each final metric over the finished runs (mean, sample sd, n).
+
+This is the spread of decoder seeds (and of simulated experiments when they are swept), shown for
+reference; the uncertainty of a comparison is over test trials (:mod:`.statistics`).
+"""
 
 from __future__ import annotations
 
@@ -42,9 +46,19 @@ def metric_names(records: Sequence[RunRecord]) -> list[str]:
     return [m for m in DEFAULT_METRICS if m in found] + sorted(found - set(DEFAULT_METRICS))
 
 
-def _pool_size(records: Sequence[RunRecord]) -> int | None:
+def pool_sizes_of_groups(records: Sequence[RunRecord]) -> int | None:
+    """The pool size the runs share, or None when they disagree or do not say."""
     sizes = {r.pool_size for r in records}
     return sizes.pop() if len(sizes) == 1 else None
+
+
+def by_pool_size(rows: list) -> list:
+    """Rows (with a ``pool_size``) by pool size when all have one and they differ, else as they are
+    (the sort is stable: equal sizes keep first-seen order)."""
+    sizes = [row.pool_size for row in rows]
+    if None not in sizes and len(set(sizes)) > 1:
+        return sorted(rows, key=lambda row: row.pool_size)
+    return list(rows)
 
 
 def _summarise(values: list[float]) -> MetricSummary:
@@ -65,11 +79,8 @@ def summary_table(records: Sequence[RunRecord], metrics: Sequence[str] | None = 
     for group, members in group_runs(records).items():
         finished = [r for r in members if r.finished]
         summaries = {m: _summarise([r.metrics[m] for r in finished if m in r.metrics]) for m in metrics}
-        table.append(GroupSummary(group, _pool_size(finished or members), len(finished), summaries))
-    sizes = [row.pool_size for row in table]
-    if None not in sizes and len(set(sizes)) > 1:
-        table.sort(key=lambda row: row.pool_size)  # stable: equal sizes keep first-seen order
-    return table
+        table.append(GroupSummary(group, pool_sizes_of_groups(finished or members), len(finished), summaries))
+    return by_pool_size(table)
 
 
 def pool_sizes(table: Sequence[GroupSummary]) -> list[int]:

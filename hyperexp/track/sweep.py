@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 
 from hyperexp.atomic import atomic_write
 from hyperexp.report.queries import collect_runs
+from hyperexp.report.trials import load_trials
 from hyperexp.report.write import log_report_to_run, write_report
 from hyperexp.track.group_summary import log_group_summary, log_study_result
 from hyperexp.track.runs import log_params
@@ -152,7 +153,9 @@ class MlflowSweepCallback(Callback):
         failures = failed_jobs(sweep_dir)
         try:
             records = collect_runs(client.tracking_uri, parent_run_id=parent_id)
-            paths = write_report(records, sweep_dir, appendix=failed_jobs_section(failures))
+            trials = load_trials(records, client.tracking_uri)
+            baseline = config.get("report", {}).get("baseline")
+            paths = write_report(records, trials, sweep_dir, baseline=baseline, appendix=failed_jobs_section(failures))
             log_report_to_run(parent_id, paths)
             log_group_summary(parent_id, records)
             log_study_result(parent_id, sweep_dir)
