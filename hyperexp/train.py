@@ -87,6 +87,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
             trials = evaluation.per_trial(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions)
             save_per_trial(folder / PER_TRIAL_FILE, trials)
         log_decoder_model(decoder, data.x_train[:2])
+    output_dir.mkdir(parents=True, exist_ok=True)
     np.save(output_dir / "predicted_latents.npy", predicted.cpu().numpy())  # the job's result, for `generate render`
     log.info("latent similarity %.4f, SSIM %.4f; run %s", results["latent_similarity"], results["ssim"], job.name)
     return validation_loss(history)
