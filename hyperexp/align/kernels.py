@@ -1,8 +1,9 @@
-"""The dense linear algebra of the fits, on CPU through SciPy's BLAS/LAPACK (OpenBLAS, NumPy's own).
+"""The dense linear algebra of the fits, on CPU through NumPy/SciPy's BLAS and LAPACK (OpenBLAS).
 
-There, syrk, trmm and sygst do symmetric and triangular products with a fraction of a general
-matmul's work (torch has none of them), and gesdd/syevd run 10-25% faster than torch's MKL builds
-on this project's CPUs (MKL's SVD of a wide matrix ~2.5x slower still). Results share memory with
+That is the library the dense algorithm runs on in NumPy, so on CPU the fits are never handicapped
+against it: torch's MKL build runs gemm 15-60% and gesdd/syevd 10-25% slower on this project's AMD
+CPUs (an SVD of a wide matrix ~2.5x slower still), and has no syrk, trmm or sygst, the symmetric and
+triangular products that take a fraction of a general matmul's work. Results share memory with
 NumPy; on other devices every kernel is the plain torch expression.
 """
 
@@ -12,6 +13,13 @@ import numpy as np
 import scipy.linalg
 import torch
 from torch import Tensor
+
+
+def matmul(left: Tensor, right: Tensor) -> Tensor:
+    """``left @ right``: BLAS gemm (transposed operands are read in place)."""
+    if left.device.type != "cpu":
+        return left @ right
+    return torch.from_numpy(left.numpy() @ right.numpy())
 
 
 def gram(rows: Tensor) -> Tensor:
