@@ -74,6 +74,6 @@ def svd(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Thin SVD ``U, S, Vh`` (S descending): LAPACK gesdd."""
     if matrix.device.type != "cpu":
         return torch.linalg.svd(matrix, full_matrices=False)
-    # LAPACK takes the C-ordered matrix as its Fortran-ordered transpose without a copy: svd(M.T) = V S U.T
+    # LAPACK reads the C-ordered matrix as its Fortran-ordered transpose, no transposing copy: svd(M.T) = V S U.T
     v, singular, ut = scipy.linalg.svd(matrix.numpy().T, full_matrices=False, check_finite=False)
     return torch.from_numpy(ut.T), torch.from_numpy(singular), torch.from_numpy(v.T)
