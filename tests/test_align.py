@@ -1,6 +1,7 @@
 """hyperexp.align: equal to PyMVPA 2.6.5 Hyperalignment() defaults, and to a dense-SVD reference.
 
-The estimator API (keys, scikit-learn conventions, bad input) is tested in test_align_estimator.py."""
+The estimator API (keys, scikit-learn conventions, bad input) is tested in test_align_estimator.py, the
+cost model and its routes in test_align_routes.py."""
 
 from __future__ import annotations
 
@@ -197,7 +198,7 @@ WIDE = [(40, 90), (40, 120), (40, 100)]  # voxels > samples; the reference is su
 
 
 @pytest.mark.parametrize(("route", "basis"), [("gram", "cholesky"), ("svd", "householder")])
-def test_fast_path_equals_dense_svd_when_voxels_exceed_samples(route, basis, monkeypatch, routes_taken):
+def test_row_space_routes_equal_dense_svd_when_voxels_exceed_samples(route, basis, monkeypatch, routes_taken):
     if route == "svd":
         monkeypatch.setattr(routes, "_GRAM_MAX_RELATIVE_ERROR", 0.0)
     subjects = random_subjects(WIDE)

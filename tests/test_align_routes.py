@@ -247,6 +247,7 @@ def test_cpu_kernels_equal_plain_matmuls():
     symmetric = symmetric + symmetric.T
     matrix = torch.randn(30, 12, dtype=torch.float64, generator=generator)
     torch.testing.assert_close(kernels.gram(rows), rows @ rows.T, rtol=1e-13, atol=1e-12)
+    torch.testing.assert_close(kernels.matmul(rows.T, matrix), rows.T @ matrix, rtol=1e-13, atol=1e-12)
     torch.testing.assert_close(kernels.lower_product(lower, matrix), lower @ matrix, rtol=1e-13, atol=1e-12)
     torch.testing.assert_close(
         kernels.lower_congruence(lower, symmetric), lower.T @ symmetric @ lower, rtol=1e-12, atol=1e-10

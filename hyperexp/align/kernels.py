@@ -1,8 +1,9 @@
-"""The dense linear algebra of the fits, on CPU through SciPy's BLAS/LAPACK (OpenBLAS, NumPy's own).
+"""The dense linear algebra of the fits, on CPU through NumPy/SciPy's BLAS and LAPACK (OpenBLAS).
 
-There, syrk, trmm and sygst do symmetric and triangular products with a fraction of a general
-matmul's work (torch has none of them), and gesdd/syevd run 10-25% faster than torch's MKL builds
-on this project's CPUs (MKL's SVD of a wide matrix ~2.5x slower still). Results share memory with
+That is the library the dense algorithm runs on in NumPy, so on CPU the fits are never handicapped
+against it: torch's MKL build runs gemm 15-60% and gesdd/syevd 10-25% slower on this project's AMD
+CPUs (an SVD of a wide matrix ~2.5x slower still), and has no syrk, trmm or sygst, the symmetric and
+triangular products that take a fraction of a general matmul's work. Results share memory with
 NumPy; on other devices every kernel is the plain torch expression.
 """
 
@@ -12,6 +13,13 @@ import numpy as np
 import scipy.linalg
 import torch
 from torch import Tensor
+
+
+def matmul(left: Tensor, right: Tensor) -> Tensor:
+    """``left @ right``: BLAS gemm (transposed operands are read in place)."""
+    if left.device.type != "cpu":
+        return left @ right
+    return torch.from_numpy(left.numpy() @ right.numpy())
 
 
 def gram(rows: Tensor) -> Tensor:
@@ -66,6 +74,6 @@ def svd(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Thin SVD ``U, S, Vh`` (S descending): LAPACK gesdd."""
     if matrix.device.type != "cpu":
         return torch.linalg.svd(matrix, full_matrices=False)
-    # LAPACK takes the C-ordered matrix as its Fortran-ordered transpose without a copy: svd(M.T) = V S U.T
+    # LAPACK reads the C-ordered matrix as its Fortran-ordered transpose, no transposing copy: svd(M.T) = V S U.T
     v, singular, ut = scipy.linalg.svd(matrix.numpy().T, full_matrices=False, check_finite=False)
     return torch.from_numpy(ut.T), torch.from_numpy(singular), torch.from_numpy(v.T)

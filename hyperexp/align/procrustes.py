@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from hyperexp.align.bases import CholeskyBasis, HouseholderBasis, VoxelBasis
-from hyperexp.align.kernels import eigh, gram, lower_product, svd
+from hyperexp.align.kernels import eigh, gram, lower_product, matmul, svd
 
 Basis = CholeskyBasis | HouseholderBasis | VoxelBasis
 
@@ -100,15 +100,15 @@ def fit_gram(basis: CholeskyBasis, reduced_gram: Tensor, target: Tensor, sq_norm
     scale = eigenvalues.sqrt().sum() / sq_norm
     left = vectors * eigenvalues.pow(-0.25)
     source_left = lower_product(basis.coef, left)
-    mapped = gram(source_left).mul_(scale) @ target
+    mapped = matmul(gram(source_left).mul_(scale), target)
     return Fit(mapped, FactoredMap(basis, left, scale * source_left, target))
 
 
 def fit_svd(basis: Basis, target: Tensor, sq_norm: float) -> Fit:
     """The fit from one SVD of Z (r, p_t)."""
-    cross = basis.coef.mT @ target
+    cross = matmul(basis.coef.mT, target)
     left, singular, right = svd(cross)
     kept = singular > singular[0] * max(cross.shape) * torch.finfo(cross.dtype).eps
     scale = singular[kept].sum() / sq_norm
-    rotation = (left[:, kept] * scale) @ right[kept]
-    return Fit(basis.coef @ rotation, ExplicitMap(basis, rotation))
+    rotation = matmul(left[:, kept] * scale, right[kept])
+    return Fit(matmul(basis.coef, rotation), ExplicitMap(basis, rotation))
