@@ -64,8 +64,8 @@ def make_run(
     scale = 1.0 + (start // 1000) % 100 / 10  # distinct per run
     for epoch in range(1, EPOCHS + 1):
         logged += [
-            Metric("train_loss", scale / epoch, start, epoch),
-            Metric("test_loss", 2 * scale / epoch, start, epoch),
+            Metric("learning/train_loss", scale / epoch, start, epoch),
+            Metric("learning/test_loss", 2 * scale / epoch, start, epoch),
         ]
     store.client.log_batch(run_id, metrics=logged, params=[Param(k, v) for k, v in (params or {}).items()])
     store.client.set_terminated(run_id, status)

@@ -99,7 +99,7 @@ def test_a_real_tracking_server_receives_a_full_run_over_http(tmp_path):
         client = MlflowClient(uri)
         (run,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
         assert run.info.status == "FINISHED"
-        assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 12
+        assert len(client.get_metric_history(run.info.run_id, "learning/train_loss")) == 12
         assert len([a for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]) >= 2
         assert "decoder.pt" in {a.path for a in client.list_artifacts(run.info.run_id)}
         assert list((tmp_path / "served").rglob("decoder.pt"))  # stored by the server, not beside the client
@@ -130,7 +130,7 @@ def test_sigint_ends_the_run_killed_and_resume_matches_an_uninterrupted_run(tmp_
         time.sleep(0.5)
     client = store(tmp_path)
     (run,) = runs_of(client)
-    while not client.get_metric_history(run.info.run_id, "train_loss"):  # training is under way
+    while not client.get_metric_history(run.info.run_id, "learning/train_loss"):  # training is under way
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
@@ -150,9 +150,9 @@ def test_sigint_ends_the_run_killed_and_resume_matches_an_uninterrupted_run(tmp_
     finished = client.get_run(killed.info.run_id)
     (reference,) = runs_of(client, "straight")
     assert finished.info.status == "FINISHED"
-    history = sorted(client.get_metric_history(finished.info.run_id, "test_loss"), key=lambda m: m.step)
+    history = sorted(client.get_metric_history(finished.info.run_id, "learning/test_loss"), key=lambda m: m.step)
     assert [m.step for m in history] == list(range(1, 301))
-    for name in ("test_loss", "test/latent_similarity", "test/ssim"):
+    for name in ("learning/test_loss", "test/latent_similarity", "test/ssim"):
         assert finished.data.metrics[name] == reference.data.metrics[name], name
     resumed_latents, straight_latents = (
         np.load(client.download_artifacts(run.info.run_id, "predicted_latents.npy", str(tmp_path / run.info.run_id)))

@@ -34,7 +34,7 @@ def the_run(folder):
     return run
 
 
-def grid_steps(client, run_id: str, key: str = "reconstructions") -> list[int]:
+def grid_steps(client, run_id: str, key: str = "learning~reconstructions") -> list[int]:
     names = [a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "images")]
     return sorted(int(STEP.search(n)[1]) for n in names if n.startswith(f"{key}+") and n.endswith(".png"))
 
@@ -83,16 +83,18 @@ def test_per_trial_metrics_are_the_reports_raw_material(single_run, tmp_path):
 def test_grids_are_logged_at_step_0_and_every_log_every(single_run):
     client, run = store(single_run), the_run(single_run)
     assert grid_steps(client, run.info.run_id) == [0, 4, 8, 12]
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "preview_ssim")]
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "learning/preview_ssim")]
     assert sorted(steps) == [0, 4, 8, 12]
 
 
 def test_curves_per_epoch_and_summary_metrics_once(single_run):
     client, run = store(single_run), the_run(single_run)
     run_id, metrics = run.info.run_id, run.data.metrics
-    train_loss = [m.value for m in sorted(client.get_metric_history(run_id, "train_loss"), key=lambda m: m.step)]
+    train_loss = [
+        m.value for m in sorted(client.get_metric_history(run_id, "learning/train_loss"), key=lambda m: m.step)
+    ]
     assert len(train_loss) == 12 and train_loss[-1] < train_loss[0]
-    assert len(client.get_metric_history(run_id, "test_latent_cosine")) == 12
+    assert len(client.get_metric_history(run_id, "learning/test_latent_cosine")) == 12
     for name in ("latent_similarity", "latent_cosine", "latent_identification", "ssim", "attribute_similarity"):
         assert len(client.get_metric_history(run_id, f"test/{name}")) == 1, name
     assert 0 < metrics["test/latent_similarity"] <= 1 and -1 <= metrics["test/ssim"] <= 1

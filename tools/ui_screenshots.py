@@ -1,7 +1,8 @@
 """Screenshots of the MLflow UI for docs/ui/: ``make screenshots`` (optional; not part of the tests).
 
 Makes a small demo store where ``--store`` holds no single run or no sweep yet (a 100-epoch run of
-the published recipe; a sweep of the three data variants with the ridge decoder), serves the MLflow UI on 127.0.0.1, and has headless Chromium
+the published recipe; a sweep of the three data variants with the ridge decoder; both on the smoke
+experiment's small data), serves the MLflow UI on 127.0.0.1, and has headless Chromium
 (Debian's ``chromium`` package) photograph: the runs table, a run's charts with its grid card, the
 sweep's parent run and its report figure.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,8 +24,10 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-DEMO_RUN = ["trainer.epochs=100", "trainer.log_every=20", "trainer.progress=false"]
-DEMO_SWEEP = ["data=subject1,subject2,hyperaligned", "decoder=ridge", "trainer.progress=false"]
+# The smoke experiment's small simulated data (12 test trials): minutes on two cores, not an hour.
+DEMO_RUN = ["experiment=smoke", "trainer.epochs=100", "trainer.log_every=10", "decoder.optimizer.lr=3e-4"]
+DEMO_RUN += ["trainer.progress=false"]
+DEMO_SWEEP = ["experiment=smoke", "data=subject1,subject2,hyperaligned", "decoder=ridge", "trainer.progress=false"]
 WINDOW = "1600,1100"
 
 
@@ -49,23 +54,31 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def mlflow_ui(store: Path) -> Iterator[str]:
-    """The MLflow UI over ``store``, on 127.0.0.1; yields its base URL."""
+    """The MLflow UI over ``store``, on 127.0.0.1 (without MLflow's job workers: viewing only);
+    yields its base URL."""
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
-    server = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL)
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            time.sleep(1)
-        else:
-            raise RuntimeError(f"the MLflow UI did not answer on {url}")
+        deadline = time.monotonic() + 600
+        while not answers(f"{url}/health"):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(f"the MLflow UI did not answer on {url}")
+            time.sleep(2)
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        os.killpg(server.pid, signal.SIGTERM)  # the UI and its server worker
+        server.wait(timeout=60)
+
+
+def answers(url: str) -> bool:
+    with contextlib.suppress(OSError):
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    return False
 
 
 def screenshot(chromium: str, url: str, path: Path) -> None:
@@ -94,12 +107,13 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with mlflow_ui(store) as url:
         experiment_url = f"{url}/#/experiments/{experiment.experiment_id}"
+        ml = "?workflowType=machine_learning"  # the model-training view (the UI's own toggle is per browser)
         pages = {
-            "runs_table.png": experiment_url,
-            "run_charts.png": f"{experiment_url}/runs/{single.info.run_id}/model-metrics",
-            "run_overview.png": f"{experiment_url}/runs/{single.info.run_id}",
-            "sweep_parent.png": f"{experiment_url}/runs/{parent.info.run_id}",
-            "sweep_report.png": f"{experiment_url}/runs/{parent.info.run_id}/artifacts/report/metrics_by_group.png",
+            "runs_table.png": f"{experiment_url}/runs{ml}",
+            "run_charts.png": f"{experiment_url}/runs/{single.info.run_id}/model-metrics{ml}",
+            "run_overview.png": f"{experiment_url}/runs/{single.info.run_id}{ml}",
+            "sweep_parent.png": f"{experiment_url}/runs/{parent.info.run_id}{ml}",
+            "sweep_report.png": f"{experiment_url}/runs/{parent.info.run_id}/artifacts/report/metrics_by_group.png{ml}",
         }
         for name, page in pages.items():
             screenshot(chromium, page, args.out / name)

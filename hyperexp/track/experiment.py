@@ -21,7 +21,7 @@ DESCRIPTION = """Decoding perceived faces from fMRI with hyperexp (experiment `{
 Each run is one training job (`python -m hyperexp.train`); a sweep (`-m`) is a parent run named by
 what it sweeps, with its jobs as child runs and its report (`report/`) as artifacts.
 
-- **Model metrics**: per-epoch `train_loss`, `test_loss`, `validation_loss`; image card
+- **learning/**: per-epoch `train_loss`, `test_loss`, `validation_loss`; image card
   `reconstructions`: test stimuli above their reconstructions, from epoch 0 (untrained) on.
 - **test/**: end-of-run summary metrics (sort the runs table by `test/latent_similarity`).
 - Params are the settings that tell runs apart; the full resolved config is `config.yaml`;

@@ -16,7 +16,10 @@ from hyperexp.evaluate.metrics import image_metrics
 from hyperexp.generate import render
 from hyperexp.track.runs import JobRun
 
-GRID_KEY = "reconstructions"  # the image key: one card in the run's charts, a step slider over epochs
+# Per-epoch curves and the grid share one chart section, named so that MLflow (which orders named
+# sections alphabetically, before unnamed ones) shows it above the one-point summary sections (test/).
+CURVES = "learning/"
+GRID_KEY = CURVES + "reconstructions"  # the image card: a step slider over epochs
 epoch_log = logging.getLogger("hyperexp.epochs")
 
 
@@ -37,7 +40,7 @@ class PreviewLogger:
     def log(self, epoch: int, history: History, predict) -> None:
         started = time.perf_counter()
         for index in range(self.logged_epochs, epoch):
-            self.metrics.add(history.at(index), index + 1)
+            self.metrics.add({CURVES + name: value for name, value in history.at(index).items()}, index + 1)
         self.logged_epochs = epoch
         with torch.no_grad():
             reconstructions = render(self.generator, predict(self.x), self.batch_size, self.size)
@@ -45,7 +48,7 @@ class PreviewLogger:
         MlflowClient().log_image(self.metrics.run_id, grid, key=GRID_KEY, step=epoch)
         if len(reconstructions) >= 2:  # identification needs two trials
             preview = image_metrics(self.stimuli, reconstructions)
-            self.metrics.add({f"preview_{name}": value for name, value in preview.items()}, epoch)
+            self.metrics.add({f"{CURVES}preview_{name}": value for name, value in preview.items()}, epoch)
         self.metrics.flush()
         if epoch > 0:
             losses = ", ".join(f"{name} {value:.5g}" for name, value in history.at(epoch - 1).items())
