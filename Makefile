@@ -34,7 +34,7 @@ report: $(STAMP)  ## comparison report of a sweep: make report TARGET=outputs/mu
 	$(PY) -m hyperexp.report $(TARGET)
 
 ui: $(STAMP)  ## MLflow UI over runs/ on http://$(HOST):$(PORT)
-	@echo "MLflow UI: http://$(HOST):$(PORT)  (Ctrl-C stops it)"
+	@echo "MLflow UI: http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning  (Ctrl-C stops it)"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///runs/mlflow.db --host $(HOST) --port $(PORT)
 
 screenshots: $(STAMP)  ## MLflow UI screenshots into docs/ui/ (a demo store in outputs/ui-demo; needs apt-get install chromium)

@@ -83,7 +83,7 @@ def answers(url: str) -> bool:
 
 def screenshot(chromium: str, url: str, path: Path) -> None:
     command = [chromium, "--headless", "--no-sandbox", "--hide-scrollbars", f"--window-size={WINDOW}"]
-    command += ["--virtual-time-budget=15000", f"--screenshot={path}", url]
+    command += ["--virtual-time-budget=45000", f"--screenshot={path}", url]
     subprocess.run(command, check=True, capture_output=True, timeout=180)
     print(f"wrote {path}")
 
