@@ -101,8 +101,8 @@ def test_a_real_tracking_server_receives_a_full_run_over_http(tmp_path):
         assert run.info.status == "FINISHED"
         assert len(client.get_metric_history(run.info.run_id, "learning/train_loss")) == 12
         assert len([a for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]) >= 2
-        assert "decoder.pt" in {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert list((tmp_path / "served").rglob("decoder.pt"))  # stored by the server, not beside the client
+        assert "reconstructions_grid.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert list((tmp_path / "served").rglob("reconstructions_grid.png"))  # stored by the server, not the client
         assert not (tmp_path / "runs").exists()  # nothing went to a local store
     finally:
         os.killpg(server.pid, signal.SIGTERM)

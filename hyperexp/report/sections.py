@@ -29,7 +29,7 @@ def p_value(p: float) -> str:
 
 
 def _seconds(value: float) -> str:
-    return "–" if math.isnan(value) else f"{value:.3g}"
+    return "–" if math.isnan(value) else f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def method_paragraph(analysis: Analysis) -> Paragraph:
@@ -48,6 +48,9 @@ def method_paragraph(analysis: Analysis) -> Paragraph:
             f"test (`scipy.stats.permutation_test`, the two groups' values swapped within trials, {N_RESAMPLES} "
             "resamples)."
         )
+    counts = {e.n_experiments for g in analysis.groups for e in g.estimates.values()}
+    if len(counts) > 1:
+        text += " Groups differ in their number of experiments: each row's method is in report.csv."
     return Paragraph(
         text + " Runs of one group on the same trials that differ only in the decoder seed are averaged "
         "trial by trial (their spread is in *Spread over runs*). `latent_similarity` is 1/(1 + mean latent "
