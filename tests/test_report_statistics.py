@@ -225,7 +225,7 @@ def fitted_losses(epochs: int) -> list[float]:
     t = x @ weights / 6 + 0.3 * torch.randn(150, 8, generator=generator)
     settings = TrainerConfig(epochs=epochs, batch_size=30, progress=False, log_every=epochs)
     decoder = GradientDecoder(functools.partial(MXNetAdam, lr=1e-2, weight_decay=0.01))
-    context = FitContext(settings, monitor=EpochMetrics(x[120:], t[120:]))
+    context = FitContext(settings, monitor=EpochMetrics({"test": (x[120:], t[120:])}))
     return decoder.fit(x[:120], t[:120], context).test_loss.tolist()
 
 
