@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 import hydra
-import mlflow
 import torch
 from hydra.core.hydra_config import HydraConfig
-from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from hyperexp.artifacts import save_final_artifacts
+from hyperexp.cli import run_app
 from hyperexp.config import build, validated
+from hyperexp.data import DataShape, planned_shape
 from hyperexp.decode import FitContext, History, StopRequested
 from hyperexp.decode.checkpoints import Checkpoints
 from hyperexp.decode.losses import training_objective
@@ -28,10 +28,12 @@ from hyperexp.device import resolve_device
 from hyperexp.errors import InputError
 from hyperexp.evaluate import EpochMetrics
 from hyperexp.generate import render
+from hyperexp.preflight import check_before_work
 from hyperexp.signals import GracefulStop
+from hyperexp.track.outbox import Outbox
 from hyperexp.track.preview import PreviewLogger
 from hyperexp.track.resume import tag_checkpoint
-from hyperexp.track.runs import JobRun, flatten, git_commit, job_run
+from hyperexp.track.runs import JobRun, flatten, git_commit, job_run, last_run_id
 from hyperexp.track.sweep import record_failed_job, sweep_membership
 
 log = logging.getLogger("hyperexp")
@@ -39,14 +41,16 @@ log = logging.getLogger("hyperexp")
 
 def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = None, stop=lambda: False) -> float:
     """One job; returns the final test loss (what a sweeper would minimise)."""
-    settings = validated(cfg.trainer)
+    config = validated(cfg)  # every group's types, ranges and choices
+    settings = config.trainer
     device = resolve_device(settings.device)
-    data = build(cfg.data, device=device)
     decoder = build(cfg.decoder)
     generator = build(cfg.generator.model).to(device).eval()
     evaluation = build(cfg.evaluate)
     context = FitContext(settings, loss=training_objective(generator, settings), stop_requested=stop)
-    check_parts_agree(data, decoder, generator, evaluation, context)
+    check_parts_agree(planned_shape(**vars(config.data)), decoder, generator, evaluation, context)
+    check_before_work(cfg, output_dir)  # the store, where it writes, what it resumes: before anything is written
+    data = build(cfg.data, device=device)
     x_train, t_train, x_test, t_test = (torch.as_tensor(array, device=device) for array in data.arrays())
 
     sweep_tags, parent_id = sweep_membership(hydra_config)
@@ -54,13 +58,13 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
     tags = {**data.tags(), **sweep_tags, "seed": str(settings.seed), "output_dir": str(output_dir)}
     tags["mlflow.source.git.commit"] = git_commit(Path(__file__).parent)  # MLflow's own tag: the UI shows it
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    with job_run(cfg.tracking, name, tags, params, settings.resume, parent_id) as job:
+    with job_run(cfg.tracking, name, tags, params, settings.resume, parent_id, output_dir) as job:
         log.info("MLflow run %s (%s) in experiment '%s'", job.run_id, name, cfg.tracking.experiment)
         shown, batch_size = slice(0, settings.preview_trials), cfg.generator.batch_size
         context.resume_from = job.resume_from
         context.monitor = EpochMetrics(x_test, t_test)
         context.logger = PreviewLogger(job, generator, x_test[shown], t_test[shown], batch_size, settings.preview_size)
-        tag = functools.partial(tag_checkpoint, job.run_id)
+        tag = functools.partial(tag_checkpoint, job.outbox)
         context.checkpoints = Checkpoints(output_dir / "checkpoints" / "last.pt", settings.checkpoint_every, tag)
         history = decoder.fit(x_train, t_train, context)
 
@@ -70,7 +74,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
         results = evaluation(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator)
         record_results(job, results, history, decoder.fitted_summary(), context.logger.seconds)
         save_final_artifacts(output_dir / "artifacts", stimuli, reconstructions, predicted, decoder, history)
-        record_provenance(job.run_id, cfg, hydra_config, output_dir / "artifacts")
+        record_provenance(job.outbox, cfg, hydra_config, output_dir / "artifacts")
     log.info(
         "latent similarity %.4f, SSIM %.4f; outputs in %s", results["latent_similarity"], results["ssim"], output_dir
     )
@@ -88,23 +92,22 @@ def record_results(job: JobRun, results: dict, history: History, fitted: dict, l
     job.metrics.flush()
 
 
-def record_provenance(run_id: str, cfg: DictConfig, hydra_config: DictConfig | None, artifacts: Path) -> None:
+def record_provenance(outbox: Outbox, cfg: DictConfig, hydra_config: DictConfig | None, artifacts: Path) -> None:
     """The run's own resolved config and command-line overrides, beside its artifacts."""
     (artifacts / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     overrides = list(hydra_config.overrides.task) if hydra_config is not None else []
     (artifacts / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
-    MlflowClient().log_artifacts(run_id, str(artifacts))
+    outbox.log_artifacts(artifacts)
 
 
-def check_parts_agree(data, decoder, generator, evaluation, context: FitContext) -> None:
-    """Refuse parts that cannot work together, before any MLflow run exists."""
-    latent_dim = data.t_train.shape[1]
-    if generator.latent_dim != latent_dim:
-        raise InputError(f"generator.model: takes {generator.latent_dim}-d latents, the data have {latent_dim}-d")
-    if len(data.x_test) < 2:
-        raise InputError(f"data: the metrics need at least 2 test trials, got {len(data.x_test)}")
-    evaluation.check_latent_dim(latent_dim)
-    decoder.check_fits(len(data.x_train), context)
+def check_parts_agree(data: DataShape, decoder, generator, evaluation, context: FitContext) -> None:
+    """Refuse parts that cannot work together, before any data are made or any MLflow run exists."""
+    if generator.latent_dim != data.latent_dim:
+        raise InputError(f"generator.model: takes {generator.latent_dim}-d latents, the data have {data.latent_dim}-d")
+    if data.n_test < 2:
+        raise InputError(f"data: the metrics need at least 2 test trials, got {data.n_test}")
+    evaluation.check_latent_dim(data.latent_dim)
+    decoder.check_fits(data.n_train, context)
 
 
 def decoder_choice(hydra_config: DictConfig | None, decoder) -> str:
@@ -121,8 +124,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg, output_dir, hydra_config, stop=GracefulStop().install())
     except StopRequested as stopped:
-        last = mlflow.last_active_run()
-        run_id = last.info.run_id if last else "<run id>"
+        run_id = last_run_id() or "<run id>"
         print(f"hyperexp: stopped after epoch {stopped.epoch}; continue with trainer.resume={run_id}", file=sys.stderr)
         sys.exit(130)
     except Exception as error:
@@ -138,4 +140,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -1,27 +1,49 @@
-"""Continuing a run: its last checkpoint, after checking the run was made with the same config."""
+"""Continuing a run: its last checkpoint, after checking the run can and may be continued with
+this config (an MLflow run id, a run that exists, did not finish, is not running elsewhere)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.entities import LifecycleStage
 from mlflow.exceptions import MlflowException
 
 from hyperexp.decode.checkpoints import load_checkpoint
 from hyperexp.errors import InputError
+from hyperexp.track.liveness import HOST, PID, why_dead
 
 # Keys that may differ between the interrupted run and its continuation.
 IGNORED_PREFIXES = ("trainer.resume", "trainer.progress", "tracking.", "hydra.")
+RUN_ID = re.compile(r"[0-9a-f]{32}")  # what MLflow's stores issue (uuid4 hex)
 
 
-def checkpoint_of(run_id: str, params: Mapping[str, str]) -> dict:
-    """The last checkpoint of run ``run_id`` (``trainer.resume``); ``params`` are this job's."""
+def check_run_id(run_id: str) -> None:
+    if not RUN_ID.fullmatch(run_id):
+        raise InputError(
+            f"trainer.resume={run_id}: not an MLflow run id (32 hex digits, as in the stop message or the MLflow UI)"
+        )
+
+
+def resume_target(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> str:
+    """The checkpoint path of run ``run_id``, or InputError saying why it cannot be continued;
+    ``params`` are this job's."""
+    check_run_id(run_id)
     try:
-        run = MlflowClient().get_run(run_id)
+        run = client.get_run(run_id)
     except MlflowException:
         raise InputError(f"trainer.resume={run_id}: no such run in the tracking store") from None
-    path = run.data.tags.get("checkpoint")
+    status, tags = run.info.status, run.data.tags
+    if run.info.lifecycle_stage == LifecycleStage.DELETED:
+        raise InputError(f"trainer.resume={run_id}: that run was deleted")
+    if status == "FINISHED":
+        raise InputError(f"trainer.resume={run_id}: that run is FINISHED; there is nothing to continue")
+    if status == "RUNNING" and why_dead(tags) is None:
+        where = f"process {tags[PID]} on {tags[HOST]}" if PID in tags else "another process"
+        raise InputError(f"trainer.resume={run_id}: that run is still RUNNING ({where}); stop it first")
+    path = tags.get("checkpoint")
     if not path or not Path(path).is_file():
         raise InputError(f"trainer.resume={run_id}: that run has no checkpoint on disk (tag 'checkpoint': {path})")
     current = {k: v for k, v in params.items() if not k.startswith(IGNORED_PREFIXES)}
@@ -29,9 +51,14 @@ def checkpoint_of(run_id: str, params: Mapping[str, str]) -> dict:
     differing = sorted(k for k in current.keys() | logged.keys() if current.get(k) != logged.get(k))
     if differing:
         raise InputError(f"trainer.resume={run_id}: config differs from the run's in {', '.join(differing[:5])}")
-    return load_checkpoint(path)
+    return path
 
 
-def tag_checkpoint(run_id: str, path: Path) -> None:
+def checkpoint_of(run_id: str, params: Mapping[str, str]) -> dict:
+    """The last checkpoint of run ``run_id`` (``trainer.resume``); ``params`` are this job's."""
+    return load_checkpoint(resume_target(MlflowClient(), run_id, params))
+
+
+def tag_checkpoint(outbox, path: Path) -> None:
     """Record where the run's latest checkpoint is (what ``checkpoint_of`` reads back)."""
-    MlflowClient().set_tag(run_id, "checkpoint", str(path))
+    outbox.set_tag("checkpoint", str(path))

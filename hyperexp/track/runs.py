@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -13,12 +15,17 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, Run, RunInfo, RunStatus, RunTag
+from mlflow.tracking.context import registry as context_registry
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from hyperexp.track.liveness import Heartbeat, process_tags
+from hyperexp.track.outbox import Outbox
 from hyperexp.track.resume import checkpoint_of
 from hyperexp.track.store import setup_experiment
 
 MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
+_last_run_id: str | None = None
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -35,10 +42,10 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 class MetricBuffer:
     """Collects metrics and sends them with one ``log_batch`` (which MLflow splits to its limits)
-    instead of one call each."""
+    instead of one call each; through the run's outbox when it has one."""
 
-    def __init__(self, run_id: str):
-        self.run_id = run_id
+    def __init__(self, run_id: str, outbox: Outbox | None = None):
+        self.run_id, self.outbox = run_id, outbox
         self.pending: list[Metric] = []
 
     def add(self, metrics: Mapping[str, float], step: int) -> None:
@@ -46,7 +53,10 @@ class MetricBuffer:
         self.pending.extend(Metric(key, float(value), now, step) for key, value in metrics.items())
 
     def flush(self) -> None:
-        MlflowClient().log_batch(self.run_id, metrics=self.pending)
+        if self.outbox is not None:
+            self.outbox.log_batch(metrics=self.pending)
+        else:
+            MlflowClient().log_batch(self.run_id, metrics=self.pending)
         self.pending.clear()
 
 
@@ -71,6 +81,36 @@ def git_commit(folder: str | Path = ".") -> str:
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def open_run(experiment_id: str, run_name: str, tags: Mapping[str, str], run_id=None, parent_run_id=None) -> Run:
+    """Create a run (a child of ``parent_run_id`` if given) or set an existing one RUNNING again."""
+    global _last_run_id
+    client = MlflowClient()
+    tags = {**tags, **process_tags()}
+    if run_id is not None:
+        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+        run = client.get_run(run_id)
+    else:
+        if parent_run_id is not None:
+            tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        run = client.create_run(experiment_id, run_name=run_name, tags=context_registry.resolve_tags(tags))
+    _last_run_id = run.info.run_id
+    return run
+
+
+def last_run_id() -> str | None:
+    """The run this process opened last (for the message after a stop)."""
+    return _last_run_id
+
+
+@dataclass
+class TrackedRun:
+    """An open run: ``info`` as MLflow's ``Run.info``; everything it logs goes through ``outbox``."""
+
+    info: RunInfo
+    outbox: Outbox
+
+
 @contextlib.contextmanager
 def tracked_run(
     experiment_id: str,
@@ -78,50 +118,86 @@ def tracked_run(
     tags: Mapping[str, str],
     run_id: str | None = None,
     parent_run_id: str | None = None,
-) -> Iterator[mlflow.ActiveRun]:
+    folder: str | Path | None = None,
+    outage_wait_s: float = 120.0,
+) -> Iterator[TrackedRun]:
     """An MLflow run that ends FINISHED on success, KILLED on Ctrl-C/SIGTERM (raised as
     KeyboardInterrupt) and FAILED on any other exception, with the traceback logged.
-    ``run_id`` continues an existing run (resume); ``parent_run_id`` makes it a child run."""
-    if run_id is not None:
-        run = mlflow.start_run(run_id=run_id, tags=dict(tags))
-    else:
-        run = mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id
-        )
+    ``run_id`` continues an existing run (resume); ``parent_run_id`` makes it a child run.
+    Its writes queue in ``folder`` (a temporary folder if None) until the store has them
+    (:mod:`hyperexp.track.outbox`); a heartbeat tells later starts that the process lives."""
+    run = open_run(experiment_id, run_name, tags, run_id, parent_run_id)
+    uri = mlflow.get_tracking_uri()
+    outbox = Outbox(folder or tempfile.mkdtemp(prefix="hyperexp-outbox-"), run.info.run_id, uri)
+    heartbeat = Heartbeat(uri, run.info.run_id)
     try:
-        yield run
+        yield TrackedRun(run.info, outbox)
     except KeyboardInterrupt:
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        outbox.set_terminated(RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as error:
-        with contextlib.suppress(Exception):  # the original error matters more than a failed upload
-            mlflow.log_text("".join(traceback.format_exception(error)), "error/traceback.txt")
-            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        outbox.log_text("".join(traceback.format_exception(error)), "error/traceback.txt")
+        outbox.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+        outbox.set_terminated(RunStatus.to_string(RunStatus.FAILED))
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        outbox.set_terminated(RunStatus.to_string(RunStatus.FINISHED))
+    finally:
+        heartbeat.stop()
+        if not outbox.close(outage_wait_s):
+            report_undelivered(outbox, folder)
+
+
+def report_undelivered(outbox: Outbox, folder) -> None:
+    where = Path(folder).parent if folder else outbox.folder
+    print(
+        f"hyperexp: warning: tracking store {outbox.tracking_uri} did not answer ({outbox.last_error}); "
+        f"{len(outbox.pending)} updates of run {outbox.run_id} are kept in {outbox.folder}; "
+        f"upload them with: python -m hyperexp.track sync {where}",
+        file=sys.stderr,
+    )
 
 
 @dataclass
 class JobRun:
-    """The MLflow run of one job: its id, its metric buffer, and the checkpoint it resumes from."""
+    """The MLflow run of one job: its id, its outbox and metric buffer, the checkpoint it resumes
+    from, and how many epochs the run has logged already (on a resume)."""
 
     run_id: str
+    outbox: Outbox
     metrics: MetricBuffer
     resume_from: dict | None
+    logged_epochs: int = 0
+
+
+def logged_epochs(run_id: str, resume_from: dict) -> int:
+    """The last epoch whose metrics a resumed run already holds (at least its checkpoint's: those
+    were queued before the checkpoint was written); epochs up to it are not logged again."""
+    steps = [metric.step for metric in MlflowClient().get_metric_history(run_id, "train_loss")]
+    return max([int(resume_from["epoch"]), *steps])
 
 
 @contextlib.contextmanager
 def job_run(
-    tracking, name: str, tags: Mapping[str, str], params: Mapping[str, str], resume: str | None, parent_run_id=None
+    tracking,
+    name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, str],
+    resume: str | None,
+    parent_run_id=None,
+    folder: str | Path | None = None,
 ) -> Iterator[JobRun]:
     """Open (or, with ``resume``, continue) this job's run in ``tracking``'s store and experiment;
-    a new run gets ``params``, a continued one must have been made with the same ones."""
+    a new run gets ``params``, a continued one must have been made with the same ones. Its
+    writes queue in ``folder/outbox`` until the store has them."""
     experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
     state = checkpoint_of(resume, params) if resume else None
-    with tracked_run(experiment_id, name, tags, run_id=resume, parent_run_id=parent_run_id) as active:
+    outbox_folder = Path(folder) / "outbox" if folder is not None else None
+    with tracked_run(
+        experiment_id, name, tags, resume, parent_run_id, outbox_folder, tracking.get("outage_wait_s", 120.0)
+    ) as active:
         run_id = active.info.run_id
         if state is None:
-            log_params(run_id, params)
-        yield JobRun(run_id, MetricBuffer(run_id), state)
+            active.outbox.log_batch(params=[(key, value[:MAX_PARAM_LENGTH]) for key, value in params.items()])
+        done = logged_epochs(run_id, state) if state is not None else 0
+        yield JobRun(run_id, active.outbox, MetricBuffer(run_id, active.outbox), state, done)

@@ -27,7 +27,8 @@ from omegaconf import DictConfig
 from hyperexp.atomic import atomic_write
 from hyperexp.report.queries import collect_runs
 from hyperexp.report.write import log_report_to_run, write_report
-from hyperexp.track.store import setup_experiment
+from hyperexp.track.liveness import Heartbeat, process_tags
+from hyperexp.track.store import check_store, setup_experiment
 
 log = logging.getLogger("hyperexp")
 
@@ -109,15 +110,17 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         tracking = config.tracking
+        check_store(tracking.uri)  # one line, before a parent run exists, if the store cannot work
         experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
         sweep_id = str(sweep_dir)
         keys = swept_keys(list(config.hydra.overrides.task), dict(config.hydra.sweeper.get("params") or {}))
         parent = MlflowClient().create_run(
             experiment_id,
             run_name=f"sweep {sweep_dir.name}",
-            tags={"sweep": sweep_id, "sweep_role": "parent", "swept_keys": ",".join(keys)},
+            tags={"sweep": sweep_id, "sweep_role": "parent", "swept_keys": ",".join(keys), **process_tags()},
         )
         parent_id = parent.info.run_id
+        self.heartbeat = Heartbeat(MlflowClient().tracking_uri, parent_id)  # jobs elsewhere see it live
         record = {"parent_run_id": parent_id, "sweep": sweep_id, "swept_keys": keys, "experiment_id": experiment_id}
         atomic_write(sweep_dir / SWEEP_FILE, json.dumps(record, indent=2).encode())
         atomic_write(sweep_dir / PARENT_FILE, f"{parent_id}\n".encode())
@@ -130,6 +133,8 @@ class MlflowSweepCallback(Callback):
         record = read_sweep_file(sweep_dir)
         if record is None:
             return
+        if getattr(self, "heartbeat", None) is not None:
+            self.heartbeat.stop()
         client = MlflowClient()
         parent_id = record["parent_run_id"]
         failures = failed_jobs(sweep_dir)
