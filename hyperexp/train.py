@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from hyperexp.artifacts import save_final_artifacts
-from hyperexp.cli import run_app
+from hyperexp.cli import fail, run_app
 from hyperexp.config import build, validated
 from hyperexp.data import DataShape, planned_shape
 from hyperexp.decode import FitContext, History, StopRequested
@@ -116,7 +116,8 @@ def decoder_choice(hydra_config: DictConfig | None, decoder) -> str:
     return choices.get("decoder") or type(decoder).__name__
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# An absolute path: the app finds conf/ when run as a module's function too (tests, other entry points).
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "conf"), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
@@ -129,8 +130,7 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(130)
     except Exception as error:
         if not multirun and isinstance(error, InputError):
-            print(f"hyperexp: error: {error}", file=sys.stderr)
-            sys.exit(1)
+            fail(error)
         if not multirun:
             raise  # a bug: keep the traceback
         # A sweep records the failure and goes on; its end reports every failed job.

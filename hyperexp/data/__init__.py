@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hyperexp.data.files import DEFAULT_MAX_BYTES, DataFileError, SubjectData, load_subject, subject_file
 from hyperexp.data.simulate import Simulation, ensure_simulated_files
-from hyperexp.data.variants import DecodingData, prepare
+from hyperexp.data.variants import DecodingData, check_same_stimuli, prepare
 from hyperexp.errors import InputError
 
 __all__ = [
@@ -76,13 +76,16 @@ def planned_shape(
     **unused,
 ) -> DataShape:
     """The shape :func:`build` will give (it takes the same settings), found without writing
-    anything: from the settings for the simulated experiment, by reading the files otherwise."""
+    anything: from the settings for the simulated experiment; for files by reading them (and
+    checking that the subjects saw the same stimuli), which ``build`` then does again."""
     numbers = select_subjects(subjects, n_subjects)
     if source == "simulated":
         simulation = simulation or Simulation()
         check_simulated_pool(numbers, simulation)
         return DataShape(simulation.n_train, simulation.n_test, simulation.latent_dim)
-    first = load_subjects(numbers[:1], source, root, max_bytes=max_bytes)[0][0]
+    subject_data, paths = load_subjects(numbers, source, root, max_bytes=max_bytes)
+    check_same_stimuli(subject_data, [str(path) for path in paths])
+    first = subject_data[0]
     return DataShape(len(first.x_train), len(first.x_test), first.latent_dim)
 
 
