@@ -92,6 +92,8 @@ def end_runs_of_dead_processes(client: MlflowClient, before_marking=None) -> lis
             continue
         if before_marking is not None:
             before_marking(run)
+            if client.get_run(run.info.run_id).info.status != "RUNNING":
+                continue  # what it left on disk ended it (its final status was queued)
         note = f"Marked KILLED by process {os.getpid()} on {socket.gethostname()}: {reason}."
         previous = run.data.tags.get(NOTE)
         client.set_tag(run.info.run_id, NOTE, f"{previous}\n\n{note}" if previous else note)
