@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from mlflow import MlflowClient
@@ -192,3 +194,224 @@ def test_a_full_disk_costs_checkpoints_not_the_run(tmp_path):
     (run,) = runs_of(client)
     assert run.info.status == "FINISHED" and steps(client, run.info.run_id) == list(range(1, 13))
     assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "out" / "checkpoints" / "last.pt").exists()
+
+
+# --- slow: SIGKILL at random and chosen points, a tracking server that dies ---------------------
+
+SLOW_S = 1800  # a run of a few minutes on a shared 2-core machine can take ten times as long
+LONG = [*TINY, "trainer.epochs=300", "trainer.log_every=10", "trainer.checkpoint_every=50"]
+FINAL = ("final/final_test_loss", "final/latent_similarity", "final/ssim")
+
+
+def finished_run(client: MlflowClient, run_id: str, epochs: int) -> dict[str, float]:
+    """The run ended FINISHED with every epoch's metrics once; returns its final metrics."""
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED", run.data.tags.get(NOTE)
+    for key in ("train_loss", "test_loss"):
+        assert steps(client, run_id, key) == list(range(1, epochs + 1)), key
+    return {key: run.data.metrics[key] for key in FINAL}
+
+
+def reference(tmp_path: Path, *args: str) -> dict[str, float]:
+    """Final metrics of an uninterrupted run of the same config (experiment 'straight')."""
+    result = run_cli(*args, "tracking.experiment=straight", "hydra.run.dir=straight", cwd=tmp_path, timeout=SLOW_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store(tmp_path)
+    (run,) = runs_of(client, "straight")
+    return finished_run(client, run.info.run_id, 300 if "trainer.epochs=300" in args else 12)
+
+
+def wait_for(condition, timeout_s: float = 1200, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert process is None or process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+    return value
+
+
+def only_run(client: MlflowClient, experiment: str = "smoke"):
+    runs = runs_of(client, experiment)
+    return runs[0] if len(runs) == 1 else None
+
+
+def next_start_marks_killed(tmp_path: Path, run_id: str, folder: str) -> None:
+    """Any later start against the store (here a quick closed-form run) ends the dead run."""
+    other = run_cli(
+        *TINY, "decoder=ols", "tracking.experiment=other", f"hydra.run.dir={folder}", cwd=tmp_path, timeout=SLOW_S
+    )
+    assert other.returncode == 0, other.stderr[-3000:]
+    killed = store(tmp_path).get_run(run_id)
+    assert killed.info.status == "KILLED" and "no longer exists" in killed.data.tags[NOTE]
+
+
+def resume_to_the_end(tmp_path: Path, run_id: str, folder: str, expected: dict[str, float]) -> None:
+    resumed = run_cli(*LONG, f"trainer.resume={run_id}", f"hydra.run.dir={folder}", cwd=tmp_path, timeout=SLOW_S)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert finished_run(store(tmp_path), run_id, 300) == expected
+
+
+def kill_during_training(tmp_path: Path, folder: str, extra_s: float) -> str:
+    """Start LONG, SIGKILL it ``extra_s`` after its first checkpoint; returns its run id."""
+    before = {run.info.run_id for run in runs_of(store(tmp_path))} if (tmp_path / "runs").exists() else set()
+    process = start(*LONG, f"hydra.run.dir={folder}", cwd=tmp_path)
+    client = wait_for(lambda: (tmp_path / "runs" / "mlflow.db").is_file() and store(tmp_path), process=process)
+    run = wait_for(lambda: [r for r in runs_of(client) if r.info.run_id not in before], process=process)[0]
+    wait_for(lambda: "checkpoint" in client.get_run(run.info.run_id).data.tags, process=process)
+    time.sleep(extra_s)
+    process.kill()
+    process.communicate()
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"  # what kill -9 leaves
+    return run.info.run_id
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_of_training_then_resume_matches_an_uninterrupted_run(tmp_path):
+    expected = reference(tmp_path, *LONG)
+    for attempt, extra_s in enumerate(np.random.default_rng(16).uniform(0, 2, size=3)):
+        run_id = kill_during_training(tmp_path, f"killed{attempt}", extra_s)
+        next_start_marks_killed(tmp_path, run_id, f"other{attempt}")
+        resume_to_the_end(tmp_path, run_id, f"resumed{attempt}", expected)
+
+
+def injected(point: str, nth: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.fault_injection", point, str(nth), *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=SLOW_S,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    return result
+
+
+def store_is_intact(folder: Path) -> None:
+    with sqlite3.connect(folder / "runs" / "mlflow.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.slow
+def test_sigkill_while_a_checkpoint_is_written_then_resume_matches(tmp_path):
+    expected = reference(tmp_path, *LONG)
+    injected("rename:last.pt", 2, *LONG, "hydra.run.dir=killed", cwd=tmp_path)  # the epoch-100 checkpoint, half written
+    store_is_intact(tmp_path)
+    client = store(tmp_path)
+    (run,) = runs_of(client)
+    assert torch.load(run.data.tags["checkpoint"], weights_only=True)["epoch"] == 50  # the intact one
+    assert len(list((tmp_path / "killed" / "checkpoints").glob(".last.pt.*.tmp"))) == 1  # cut short, never renamed
+    next_start_marks_killed(tmp_path, run.info.run_id, "other")
+    resume_to_the_end(tmp_path, run.info.run_id, "resumed", expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point,args",
+    [
+        ("rename:data_2.dat", ["data=average"]),  # writing the simulated experiment
+        ("rename:.npz", ["data=hyperaligned"]),  # writing the hyperaligned cache
+    ],
+)
+def test_sigkill_while_data_are_written_leaves_nothing_a_later_run_uses(tmp_path, point, args):
+    expected = reference(tmp_path, *TINY, *args)
+    for path in (tmp_path / "data").rglob("*"):  # the reference's files: the killed run writes its own
+        if path.is_file():
+            path.unlink()
+    injected(point, 1, *TINY, *args, "hydra.run.dir=killed", cwd=tmp_path)
+    assert runs_of(store(tmp_path)) == []  # data come before the run: nothing to lose in the store
+    after = run_cli(*TINY, *args, "hydra.run.dir=after", cwd=tmp_path, timeout=SLOW_S)
+    assert after.returncode == 0, after.stderr[-3000:]
+    client = store(tmp_path)
+    (run,) = runs_of(client)
+    assert finished_run(client, run.info.run_id, 12) == expected
+
+
+@pytest.mark.slow
+def test_sigkill_during_the_artifact_upload_is_completed_by_the_next_start(tmp_path):
+    injected("copy:runs/artifacts", 5, *TINY, "hydra.run.dir=killed", cwd=tmp_path)
+    store_is_intact(tmp_path)
+    client = store(tmp_path)
+    (run,) = runs_of(client)
+    assert run.info.status == "RUNNING" and queued_items(tmp_path / "killed" / "outbox")
+    other = run_cli(
+        *TINY, "decoder=ols", "tracking.experiment=other", "hydra.run.dir=other", cwd=tmp_path, timeout=SLOW_S
+    )
+    assert other.returncode == 0, other.stderr[-3000:]
+    finished_run(client, run.info.run_id, 12)  # its queued upload and final status were delivered
+    uploaded = client.download_artifacts(run.info.run_id, "decoder.pt", str(tmp_path / "download"))
+    assert Path(uploaded).read_bytes() == (tmp_path / "killed" / "artifacts" / "decoder.pt").read_bytes()
+    assert not (tmp_path / "killed" / "outbox").exists()
+
+
+@pytest.mark.slow
+def test_a_tracking_server_down_for_30_s_mid_run_loses_nothing(tmp_path):
+    from tests.servers import MlflowServer
+
+    with MlflowServer(tmp_path) as server:
+        args = [*TINY, "trainer.epochs=2000", "trainer.log_every=20", f"tracking.uri={server.uri}"]
+        process = start(*args, "hydra.run.dir=out", cwd=tmp_path)
+        client = MlflowClient(server.uri)
+        run = wait_for(lambda: only_run(client), process=process)
+        wait_for(lambda: steps(client, run.info.run_id), process=process)
+        server.kill()
+        time.sleep(30)
+        training_went_on = process.poll() is None
+        server.start()
+        _, stderr = process.communicate(timeout=SLOW_S)
+        assert process.returncode == 0, stderr[-3000:]
+        log = (tmp_path / "out" / "train.log").read_text()
+        assert "does not answer" in log and "answers again" in log and training_went_on
+        finished = client.get_run(run.info.run_id)
+        assert finished.info.status == "FINISHED"
+        for key in ("train_loss", "test_loss", "latent_cosine"):
+            assert steps(client, run.info.run_id, key) == list(range(1, 2001)), key
+        grids = [a for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
+        assert len({a.path.split("+step+")[1].split("+")[0] for a in grids}) == 100  # one per log_every
+
+
+@pytest.mark.slow
+def test_a_tracking_server_gone_until_the_end_is_synced_afterwards(tmp_path):
+    from tests.servers import MlflowServer
+
+    server = MlflowServer(tmp_path).start()
+    try:
+        args = [*TINY, "trainer.epochs=300", "trainer.log_every=10", f"tracking.uri={server.uri}"]
+        process = start(*args, "tracking.outage_wait_s=5", "hydra.run.dir=out", cwd=tmp_path)
+        client = MlflowClient(server.uri)
+        run = wait_for(lambda: only_run(client), process=process)
+        server.kill()
+        _, stderr = process.communicate(timeout=SLOW_S)
+        assert process.returncode == 0, stderr[-3000:]
+        warning = [line for line in stderr.splitlines() if line.startswith("hyperexp: ")]
+        assert len(warning) == 1 and "python -m hyperexp.track sync" in warning[0], stderr[-3000:]
+        server.start()
+        synced = run_cli("sync", str(tmp_path / "out"), cwd=tmp_path, module="hyperexp.track")
+        assert synced.returncode == 0, synced.stderr[-3000:]
+        finished_run(client, run.info.run_id, 300)
+        assert "decoder.pt" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    finally:
+        server.kill()
+
+
+@pytest.mark.slow
+def test_parallel_writers_on_one_sqlite_store_lose_no_step(tmp_path):
+    result = run_cli(
+        "-m",
+        *TINY,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "trainer.log_every=1",
+        "trainer.checkpoint_every=2",
+        "trainer.seed=0,1,2,3",
+        "data=subject1,subject2",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+        timeout=SLOW_S,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store(tmp_path)
+    children = [r for r in runs_of(client) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 8
+    for child in children:
+        finished_run(client, child.info.run_id, 12)
