@@ -10,10 +10,11 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from hydra._internal.utils import get_args_parser
@@ -61,13 +62,21 @@ def _refuse_unknown_flags() -> None:
     parser.parse_args()
 
 
+@contextlib.contextmanager
+def refusals_as_one_line() -> Iterator[None]:
+    """Bad input raised inside the block ends the process with its one line. Also for Hydra
+    callbacks, whose exceptions Hydra reduces to warnings."""
+    try:
+        yield
+    except (ConfigCompositionException, OverrideParseException) as error:
+        fail(composition_error(error))
+    except InputError as error:
+        fail(error)
+
+
 def run_app(app: Callable[[], object]) -> None:
     """Run a ``@hydra.main`` app (called without arguments: it reads ``sys.argv``)."""
     _refuse_unknown_flags()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its own report
-    try:
+    with refusals_as_one_line():
         app()
-    except (ConfigCompositionException, OverrideParseException) as error:
-        fail(composition_error(error))
-    except InputError as error:  # raised outside a job, e.g. while a sweep opens its parent run
-        fail(error)

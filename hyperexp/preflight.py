@@ -11,9 +11,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from filelock import FileLock, Timeout
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow import MlflowClient
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hyperexp.config import validated
 from hyperexp.errors import InputError
 from hyperexp.track.liveness import end_runs_of_dead_processes
 from hyperexp.track.outbox import RUN_FILE, queued_items, sync
@@ -46,6 +50,26 @@ def check_before_work(cfg: DictConfig, output_dir: Path) -> None:
         if resume is not None:
             resume_target(client, resume, flatten(OmegaConf.to_container(cfg, resolve=True)))
     claim_output_folder(output_dir)
+
+
+def check_sweep_jobs(config: DictConfig) -> None:
+    """Every job of a basic sweep composes and passes :func:`validated`, before the sweep's
+    parent run exists (Hydra composes each job only when it launches it)."""
+    check_writable_folder(config.hydra.sweep.dir, "hydra.sweep.dir")
+    if not config.hydra.sweeper._target_.endswith(".BasicSweeper"):
+        return  # other sweepers choose their jobs as they go
+    loader = GlobalHydra.instance().config_loader()
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides([*params, *config.hydra.overrides.task])
+    for batch in BasicSweeper.split_arguments(overrides, None):
+        for number, job in enumerate(batch):
+            job_config = loader.load_sweep_config(config, list(job))
+            with open_dict(job_config):
+                del job_config["hydra"]
+            try:
+                validated(job_config)
+            except InputError as error:
+                raise type(error)(f"{error} (sweep job {number}: {' '.join(job)})") from None
 
 
 def existing_store(uri: str) -> MlflowClient | None:

@@ -317,6 +317,13 @@ CASES = [
         "holds updates of an earlier run that never reached",
         setup=undelivered_outbox,
     ),
+    # Sweeps: every job is checked before the sweep's parent run exists.
+    Case("sweep with an unknown option", ["-m", "decoder=adam,nosuch"], "decoder=nosuch: no such option", 2),
+    Case(
+        "sweep with an impossible job",
+        ["-m", "trainer.batch_size=30,0"],
+        "trainer.batch_size: must be >= 1, got 0 (sweep job 1: ",
+    ),
     # The run to continue.
     Case(
         "resume: a path, not a run id",

@@ -43,7 +43,8 @@ def run_entry_point(root: Path, args: list[str], capsys, monkeypatch) -> tuple[i
     from hyperexp.train import main
 
     monkeypatch.chdir(root)
-    monkeypatch.setattr(sys, "argv", ["train.py", *BASE, *args])
+    flags = [arg for arg in args if arg.startswith("-")]  # argparse takes them before the overrides
+    monkeypatch.setattr(sys, "argv", ["train.py", *flags, *BASE, *[arg for arg in args if arg not in flags]])
     monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # run_app must work whatever the user set
     GlobalHydra.instance().clear()
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}

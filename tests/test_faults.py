@@ -236,9 +236,9 @@ def only_run(client: MlflowClient, experiment: str = "smoke"):
 
 
 def next_start_marks_killed(tmp_path: Path, run_id: str, folder: str) -> None:
-    """Any later start against the store (here a quick closed-form run) ends the dead run."""
+    """Any later start against the store (here a 2-epoch run) ends the dead run."""
     other = run_cli(
-        *TINY, "decoder=ols", "tracking.experiment=other", f"hydra.run.dir={folder}", cwd=tmp_path, timeout=SLOW_S
+        *TINY, "trainer.epochs=2", "tracking.experiment=other", f"hydra.run.dir={folder}", cwd=tmp_path, timeout=SLOW_S
     )
     assert other.returncode == 0, other.stderr[-3000:]
     killed = store(tmp_path).get_run(run_id)
@@ -335,7 +335,7 @@ def test_sigkill_during_the_artifact_upload_is_completed_by_the_next_start(tmp_p
     (run,) = runs_of(client)
     assert run.info.status == "RUNNING" and queued_items(tmp_path / "killed" / "outbox")
     other = run_cli(
-        *TINY, "decoder=ols", "tracking.experiment=other", "hydra.run.dir=other", cwd=tmp_path, timeout=SLOW_S
+        *TINY, "trainer.epochs=2", "tracking.experiment=other", "hydra.run.dir=other", cwd=tmp_path, timeout=SLOW_S
     )
     assert other.returncode == 0, other.stderr[-3000:]
     finished_run(client, run.info.run_id, 12)  # its queued upload and final status were delivered

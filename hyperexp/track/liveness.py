@@ -51,13 +51,17 @@ def process_start(pid: int) -> str | None:
 
 
 def process_tags() -> dict[str, str]:
-    """The tags that tell later starts whether this process still runs the run."""
-    return {
+    """The tags that tell later starts whether this process still runs the run (and, under
+    SLURM, which job it is: ``scancel`` and ``sacct`` take that id)."""
+    tags = {
         HOST: socket.gethostname(),
         PID: str(os.getpid()),
         PROCESS_START: process_start(os.getpid()) or "",
         HEARTBEAT: str(int(time.time() * 1000)),
     }
+    if "SLURM_JOB_ID" in os.environ:
+        tags["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+    return tags
 
 
 def why_dead(tags: dict[str, str], now_ms: int | None = None) -> str | None:

@@ -25,6 +25,8 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 
 from hyperexp.atomic import atomic_write
+from hyperexp.cli import refusals_as_one_line
+from hyperexp.preflight import check_sweep_jobs
 from hyperexp.report.queries import collect_runs
 from hyperexp.report.write import log_report_to_run, write_report
 from hyperexp.track.liveness import Heartbeat, process_tags
@@ -110,8 +112,10 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         tracking = config.tracking
-        check_store(tracking.uri)  # one line, before a parent run exists, if the store cannot work
-        experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
+        with refusals_as_one_line():  # Hydra would only warn: one line and exit, before any run exists
+            check_sweep_jobs(config)
+            check_store(tracking.uri)
+            experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
         sweep_id = str(sweep_dir)
         keys = swept_keys(list(config.hydra.overrides.task), dict(config.hydra.sweeper.get("params") or {}))
         parent = MlflowClient().create_run(
