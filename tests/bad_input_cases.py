@@ -165,7 +165,7 @@ HELD: list = []
 
 def undelivered_outbox(root):
     write(
-        root / "out" / "outbox" / "run.json",
+        root / "out" / "outbox" / "outbox_of_run.json",
         b'{"run_id": "%s", "tracking_uri": "sqlite:///x.db"}' % UNKNOWN_RUN.encode(),
     )
     write(root / "out" / "outbox" / "00000001.json", b'{"kind": "batch", "metrics": [], "params": [], "tags": []}')

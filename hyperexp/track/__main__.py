@@ -15,7 +15,7 @@ from hyperexp.track.store import bound_http_retries
 
 def outboxes(folder: Path) -> list[Path]:
     """The run outboxes in a run's or a sweep's output folder (or the outbox folder itself)."""
-    return sorted(path.parent for path in folder.rglob(RUN_FILE) if path.parent.name == "outbox")
+    return sorted(path.parent for path in folder.rglob(RUN_FILE))
 
 
 def main(argv: list[str] | None = None) -> None:

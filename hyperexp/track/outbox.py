@@ -33,8 +33,9 @@ from PIL import Image
 from hyperexp.atomic import atomic_write
 
 log = logging.getLogger("hyperexp")
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # its retries: the outbox reports an outage once
 
-RUN_FILE = "run.json"  # the run and store the queue belongs to
+RUN_FILE = "outbox_of_run.json"  # the run and store the queue belongs to
 MAX_BACKOFF_S = 30.0
 MAX_QUEUED_BYTES = 1 << 30
 
