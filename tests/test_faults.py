@@ -6,9 +6,11 @@ are marked slow (``make test-slow``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import pytest
 import torch
 import yaml
 from mlflow import MlflowClient
+from mlflow.entities import Metric
 
 from hyperexp.track.liveness import HEARTBEAT, HOST, NOTE, PID, end_runs_of_dead_processes, process_start
 from hyperexp.track.outbox import queued_items
@@ -155,6 +158,24 @@ def test_updates_a_store_never_took_are_kept_and_synced_later(tmp_path):
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
     assert steps(client, run.info.run_id, "loss") == list(range(1, 51))
     assert not (tmp_path / "out" / "outbox").exists()
+
+
+def test_the_outbox_is_bounded_images_give_way_metrics_do_not(tmp_path, monkeypatch):
+    from hyperexp.track import outbox as outbox_module
+
+    with socket.socket() as sock:  # a store nobody answers at
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setattr(outbox_module, "MAX_QUEUED_BYTES", 10_000)
+    outbox = outbox_module.Outbox(tmp_path / "outbox", "0" * 32, uri)
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)  # ~12 KB as PNG
+    for step in range(1, 4):
+        outbox.log_image(image, key="grid", step=step)
+        outbox.log_batch(metrics=[Metric("loss", 1.0 / step, 0, step)])
+    assert outbox.skipped_images == 2  # the first image filled the allowance
+    assert not outbox.close(wait_s=0)
+    kinds = [json.loads(path.read_text())["kind"] for path in queued_items(tmp_path / "outbox")]
+    assert kinds == ["image", "batch", "batch", "batch"]
 
 
 LOCK_FOR = """

@@ -31,6 +31,7 @@ from mlflow.entities import Metric, Param, RunTag
 from PIL import Image
 
 from hyperexp.atomic import atomic_write
+from hyperexp.track.store import bound_http_retries
 
 log = logging.getLogger("hyperexp")
 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # its retries: the outbox reports an outage once
@@ -83,6 +84,7 @@ class Outbox:
 
     def __init__(self, folder: str | Path, run_id: str, tracking_uri: str):
         self.folder, self.run_id, self.tracking_uri = Path(folder), run_id, tracking_uri
+        bound_http_retries()  # a store that does not answer fails a try in seconds; this class retries
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write(self.folder / RUN_FILE, json.dumps({"run_id": run_id, "tracking_uri": tracking_uri}).encode())
         self.client = MlflowClient(tracking_uri)
