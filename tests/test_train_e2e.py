@@ -58,7 +58,7 @@ def test_a_run_is_named_described_and_tagged_by_what_tells_it_apart(single_run):
     assert run.data.tags["idea"] == "tiny"
     assert run.data.tags["data_variant"] == "subject" and run.data.tags["subjects"] == "1"
     assert len(run.data.tags["mlflow.source.git.commit"]) >= 40  # MLflow's own provenance tag
-    assert 0 < float(run.data.tags["logging_seconds"]) < float(run.data.tags["fit_seconds"])
+    assert 0 < float(run.data.tags["logging_seconds"]) <= float(run.data.tags["fit_seconds"])  # logging is part of the fit
 
 
 def test_params_are_few_and_the_whole_config_is_an_artifact(single_run):
