@@ -46,6 +46,7 @@ class DataConfig:
     root: str | None = None
     cache_dir: str = "data"
     max_bytes: int = 4 * 2**30  # the most array data one subject's file may declare (bytes)
+    validation_trials: int = 0  # the last N training trials, held out: what hparams_search optimises
     simulation: Simulation = field(default_factory=Simulation)
 
 
@@ -68,6 +69,7 @@ class TrainerConfig:
     last_batch: str = "pad"  # pad: MXNet NDArrayIter's padded last batch; partial: a shorter one
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: Any = "auto"  # auto: this job's share of the usable cores (hyperexp/threads.py), or a number
     log_every: int = 100  # epochs between preview grids and metric uploads
     checkpoint_every: int = 100  # epochs between checkpoints (0: only when stopped by a signal)
     progress: bool = True
@@ -85,6 +87,10 @@ class TrainerConfig:
         if self.checkpoint_every < 0:
             raise InputError(f"trainer.checkpoint_every: must be >= 0, got {self.checkpoint_every}")
         _check_choice("trainer.last_batch", self.last_batch, ("pad", "partial"))
+        if self.threads != "auto" and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise InputError(f"trainer.threads: must be auto or a number >= 1, got {self.threads!r}")
 
 
 @dataclass
@@ -111,6 +117,9 @@ class TrackingConfig:
     artifact_root: str = "runs/artifacts"
     experiment: str = "hyperexp"
     run_name: str | None = None
+    note: str | None = None  # added to the run's description
+    tags: dict[str, str] = field(default_factory=dict)  # extra run tags: tracking.tags.idea=wider_pool
+    system_metrics: bool = True  # MLflow samples CPU, memory and GPU use into system/*
 
 
 @dataclass

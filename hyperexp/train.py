@@ -14,12 +14,14 @@ from pathlib import Path
 
 import hydra
 import mlflow
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from mlflow import MlflowClient
-from omegaconf import DictConfig, OmegaConf
+from mlflow.entities import RunTag
+from omegaconf import DictConfig
 
-from hyperexp.artifacts import save_final_artifacts, save_per_trial
+from hyperexp.artifacts import save_attribute_correlations, save_final_artifacts, save_per_trial, staged_artifacts
 from hyperexp.config import build, validated
 from hyperexp.decode import FitContext, History, StopRequested
 from hyperexp.decode.checkpoints import Checkpoints
@@ -29,19 +31,27 @@ from hyperexp.errors import InputError
 from hyperexp.evaluate import EpochMetrics
 from hyperexp.evaluate.convergence import tail_drop
 from hyperexp.evaluate.trials import PER_TRIAL_FILE, stimulus_set_key
-from hyperexp.generate import render
+from hyperexp.generate import check_precision, render
 from hyperexp.signals import GracefulStop
+from hyperexp.threads import apply_thread_budget, thread_budget
+from hyperexp.track.datasets import log_datasets
+from hyperexp.track.model import log_decoder_model
+from hyperexp.track.naming import job_identity
 from hyperexp.track.preview import PreviewLogger
 from hyperexp.track.resume import tag_checkpoint
-from hyperexp.track.runs import JobRun, flatten, git_commit, job_run
-from hyperexp.track.sweep import record_failed_job, sweep_membership
+from hyperexp.track.runs import JobRun, job_run
+from hyperexp.track.sweep import record_failed_job
 
 log = logging.getLogger("hyperexp")
+ATTRIBUTE_PREFIX = "attr_r/"  # per-attribute correlations from Evaluation: a table, not metrics
 
 
-def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = None, stop=lambda: False) -> float:
-    """One job; returns the final test loss (what a sweeper would minimise)."""
+def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = None, stop=lambda: False) -> float | None:
+    """One job; returns the final validation loss (what ``hparams_search`` minimises; never a test
+    metric), or None without a validation split (``data.validation_trials``)."""
     settings = validated(cfg.trainer)
+    threads = thread_budget(settings.threads, hydra_config)
+    apply_thread_budget(threads)
     device = resolve_device(settings.device)
     data = build(cfg.data, device=device)
     decoder = build(cfg.decoder)
@@ -49,21 +59,20 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
     evaluation = build(cfg.evaluate)
     context = FitContext(settings, loss=training_objective(generator, settings), stop_requested=stop)
     check_parts_agree(data, decoder, generator, evaluation, context)
-    x_train, t_train, x_test, t_test = (torch.as_tensor(array, device=device) for array in data.arrays())
+    splits = {name: tuple(torch.as_tensor(a, device=device) for a in rows) for name, rows in data.splits().items()}
+    (x_train, t_train), (x_test, t_test) = splits.pop("train"), splits["test"]  # splits: the held-out rows
 
-    sweep_tags, parent_id = sweep_membership(hydra_config)
-    name = cfg.tracking.run_name or f"{data.name}-{decoder_choice(hydra_config, decoder)}"
-    tags = {**data.tags(), **sweep_tags, "seed": str(settings.seed), "output_dir": str(output_dir)}
-    tags["test_set"] = stimulus_set_key(data.t_test)  # runs with equal keys pair trial by trial in reports
-    tags["mlflow.source.git.commit"] = git_commit(Path(__file__).parent)  # MLflow's own tag: the UI shows it
-    params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    with job_run(cfg.tracking, name, tags, params, settings.resume, parent_id) as job:
-        log.info("MLflow run %s (%s) in experiment '%s'", job.run_id, name, cfg.tracking.experiment)
+    job = job_identity(cfg, hydra_config, data, decoder_choice(hydra_config, decoder), output_dir)
+    job.tags["threads"] = str(threads)
+    job.tags["test_set"] = stimulus_set_key(data.t_test)  # runs with equal keys pair trial by trial in reports
+    with job_run(cfg.tracking, job, settings.resume) as run_:
+        log.info("MLflow run %s (%s) in experiment '%s'", run_.run_id, job.name, cfg.tracking.experiment)
+        log_datasets(data)
         shown, batch_size = slice(0, settings.preview_trials), cfg.generator.batch_size
-        context.resume_from = job.resume_from
-        context.monitor = EpochMetrics(x_test, t_test)
-        context.logger = PreviewLogger(job, generator, x_test[shown], t_test[shown], batch_size, settings.preview_size)
-        tag = functools.partial(tag_checkpoint, job.run_id)
+        context.resume_from = run_.resume_from
+        context.monitor = EpochMetrics(splits)
+        context.logger = PreviewLogger(run_, generator, x_test[shown], t_test[shown], batch_size, settings.preview_size)
+        tag = functools.partial(tag_checkpoint, run_.run_id)
         context.checkpoints = Checkpoints(output_dir / "checkpoints" / "last.pt", settings.checkpoint_every, tag)
         history = decoder.fit(x_train, t_train, context)
         warn_if_still_falling(history)
@@ -72,26 +81,39 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
             predicted = decoder.predict(x_test)
         stimuli, reconstructions = (render(generator, z, batch_size) for z in (t_test, predicted))
         results = evaluation(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator)
-        record_results(job, results, history, decoder.fitted_summary(), context.logger.seconds)
-        save_final_artifacts(output_dir / "artifacts", stimuli, reconstructions, predicted, decoder, history)
-        trials = evaluation.per_trial(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions)
-        save_per_trial(output_dir / "artifacts" / PER_TRIAL_FILE, trials)
-        record_provenance(job.run_id, cfg, hydra_config, output_dir / "artifacts")
-    log.info(
-        "latent similarity %.4f, SSIM %.4f; outputs in %s", results["latent_similarity"], results["ssim"], output_dir
-    )
-    return float(history.test_loss[-1])
+        with staged_artifacts(run_.run_id) as folder:
+            record_results(run_, folder, results, history, decoder.fitted_summary(), context.logger.seconds)
+            save_final_artifacts(folder, stimuli, reconstructions, predicted, history)
+            trials = evaluation.per_trial(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions)
+            save_per_trial(folder / PER_TRIAL_FILE, trials)
+        log_decoder_model(decoder, data.x_train[:2])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    np.save(output_dir / "predicted_latents.npy", predicted.cpu().numpy())  # the job's result, for `generate render`
+    log.info("latent similarity %.4f, SSIM %.4f; run %s", results["latent_similarity"], results["ssim"], job.name)
+    return validation_loss(history)
 
 
-def record_results(job: JobRun, results: dict, history: History, fitted: dict, logging_seconds: float) -> None:
-    """End-of-run metrics, what the decoder chose, and what training and logging cost."""
+def record_results(job: JobRun, folder: Path, results: dict, history: History, fitted: dict, logging_s: float) -> None:
+    """End-of-run summary metrics (``test/*``, ``validation/loss``) logged once; the attribute
+    correlations as a table and a figure in ``folder`` with their mean as ``test/attribute_similarity``;
+    what the decoder chose; and what training and logging cost, as tags."""
     step = history.epochs_done
-    losses = {"final_test_loss": float(history.test_loss[-1]), "final_train_loss": float(history.train_loss[-1])}
-    job.metrics.add({f"final/{key}": value for key, value in {**results, **losses}.items()}, step)
+    correlations = {k.removeprefix(ATTRIBUTE_PREFIX): v for k, v in results.items() if k.startswith(ATTRIBUTE_PREFIX)}
+    summary = {f"test/{key}": value for key, value in results.items() if not key.startswith(ATTRIBUTE_PREFIX)}
+    if (loss := validation_loss(history)) is not None:
+        summary["validation/loss"] = loss
+    job.metrics.add(summary, step)
     job.metrics.add({f"decoder/{key}": value for key, value in fitted.items()}, step)
-    timing = {"fit_seconds": history.seconds, "logging_seconds": logging_seconds}
-    job.metrics.add({f"timing/{key}": value for key, value in timing.items()}, step)
     job.metrics.flush()
+    timing = {"fit_seconds": history.seconds, "logging_seconds": logging_s}
+    MlflowClient().log_batch(job.run_id, tags=[RunTag(key, f"{value:.1f}") for key, value in timing.items()])
+    if correlations:
+        save_attribute_correlations(folder, correlations)
+
+
+def validation_loss(history: History) -> float | None:
+    values = history.metrics.get("validation_loss")
+    return None if values is None else float(values[history.epochs_done - 1])
 
 
 def warn_if_still_falling(history: History) -> None:
@@ -107,14 +129,6 @@ def warn_if_still_falling(history: History) -> None:
         )
 
 
-def record_provenance(run_id: str, cfg: DictConfig, hydra_config: DictConfig | None, artifacts: Path) -> None:
-    """The run's own resolved config and command-line overrides, beside its artifacts."""
-    (artifacts / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    overrides = list(hydra_config.overrides.task) if hydra_config is not None else []
-    (artifacts / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
-    MlflowClient().log_artifacts(run_id, str(artifacts))
-
-
 def check_parts_agree(data, decoder, generator, evaluation, context: FitContext) -> None:
     """Refuse parts that cannot work together, before any MLflow run exists."""
     latent_dim = data.t_train.shape[1]
@@ -122,7 +136,9 @@ def check_parts_agree(data, decoder, generator, evaluation, context: FitContext)
         raise InputError(f"generator.model: takes {generator.latent_dim}-d latents, the data have {latent_dim}-d")
     if len(data.x_test) < 2:
         raise InputError(f"data: the metrics need at least 2 test trials, got {len(data.x_test)}")
+    check_precision(generator)
     evaluation.check_latent_dim(latent_dim)
+    evaluation.check_image_size(generator.image_size)
     decoder.check_fits(len(data.x_train), context)
 
 

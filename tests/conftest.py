@@ -75,9 +75,10 @@ def runs_of(client: MlflowClient, experiment: str = "smoke"):
     return client.search_runs([found.experiment_id]) if found else []
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300, module: str = "hyperexp.train") -> subprocess.CompletedProcess:
-    """Run ``python -m <module> args`` in ``cwd`` (the repo's conf/ is found through the package)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 600, module: str | None = "hyperexp.train"
+) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> args`` (or ``python args`` with ``module=None``) in ``cwd``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, *(["-m", module] if module else []), *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

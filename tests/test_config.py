@@ -21,7 +21,7 @@ def compose_with(*overrides: str):
 def test_each_group_has_options_and_none_is_internal():
     assert {group for group, _ in OPTIONS} == set(GROUPS)
     assert {"subject1", "subject2", "hyperaligned", "average", "subject"} <= {o for g, o in OPTIONS if g == "data"}
-    assert {"adam", "adamw", "sgd", "ols", "ridge", "ridge_recipe"} == {o for g, o in OPTIONS if g == "decoder"}
+    assert {"adam", "adamw", "sgd", "ols", "ridge", "ridge_recipe", "pls"} == {o for g, o in OPTIONS if g == "decoder"}
     assert not [option for _, option in OPTIONS if option.startswith("_")]  # --help lists only real choices
 
 
@@ -49,7 +49,7 @@ def test_pool_choices():
     assert compose_with("data=hyperaligned", "data.n_subjects=4").data.n_subjects == 4
 
 
-@pytest.mark.parametrize("decoder", ["adam", "adamw", "sgd", "ols", "ridge", "ridge_recipe"])
+@pytest.mark.parametrize("decoder", ["adam", "adamw", "sgd", "ols", "ridge", "ridge_recipe", "pls"])
 def test_each_decoder_builds_from_its_config(decoder):
     built = build(compose_with(f"decoder={decoder}").decoder)
     assert callable(built.fit) and callable(built.predict)

@@ -119,15 +119,20 @@ def as_numpy1_pickle(data: bytes, protocol: int) -> bytes:
     return data[:2] + data[11:].replace(b"\x8c\x16numpy._core.multiarray", b"\x8c\x15numpy.core.multiarray")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("as_lists", [True, False])
 @pytest.mark.parametrize("protocol", [2, 4])
-def test_reads_pickles_written_by_numpy_1(tmp_path, protocol):
-    parts = arrays()
-    data = pickle.dumps(tuple(list(a) for a in parts), protocol=protocol)
+def test_reads_pickles_written_by_numpy_1(tmp_path, protocol, as_lists, dtype):
+    parts = arrays(dtype)
+    data = pickle.dumps(tuple(list(a) for a in parts) if as_lists else parts, protocol=protocol)
     assert b"numpy._core.multiarray" in data  # written by NumPy 2
     path = tmp_path / "data_1.dat"
     path.write_bytes(as_numpy1_pickle(data, protocol))
     assert b"numpy._core" not in path.read_bytes()
-    np.testing.assert_array_equal(load_subject(path).x_train, parts[0])
+    subject = load_subject(path)
+    for loaded, original in zip((subject.x_train, subject.t_train, subject.x_test, subject.t_test), parts):
+        assert loaded.dtype == dtype
+        np.testing.assert_array_equal(loaded, original)
 
 
 def test_reads_protocol_5_the_default_of_python_3_14(tmp_path):

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from hyperexp.config import TrainerConfig
-from hyperexp.decode import Dense, FitContext, GradientDecoder, OLSDecoder, RidgeCVDecoder, StopRequested
+from hyperexp.decode import (
+    Dense,
+    FitContext,
+    GradientDecoder,
+    OLSDecoder,
+    PLSDecoder,
+    RidgeCVDecoder,
+    StopRequested,
+)
 from hyperexp.decode.loop import epoch_batches, linear_l2_step
 from hyperexp.decode.losses import FeatureMatchingLoss, l2_loss
 from hyperexp.decode.optim import MXNetAdam
@@ -86,7 +94,7 @@ def fit(seed=0, logger=None, **context):
 
     x_train, t_train, x_test, t_test = make_problem()
     decoder = adam_decoder()
-    monitor = EpochMetrics(x_test, t_test)
+    monitor = EpochMetrics({"test": (x_test, t_test)})
     history = decoder.fit(x_train, t_train, FitContext(settings(seed=seed), monitor=monitor, logger=logger, **context))
     return decoder, history
 
@@ -94,7 +102,7 @@ def fit(seed=0, logger=None, **context):
 def test_training_reduces_loss_is_seeded_and_logs_on_schedule():
     logger = RecordingLogger()
     decoder, history = fit(logger=logger)
-    assert logger.calls == [(10, 10), (20, 20), (30, 30)]
+    assert logger.calls == [(0, 0), (10, 10), (20, 20), (30, 30)]  # epoch 0: the untrained decoder
     assert history.train_loss[-1] < 0.5 * history.train_loss[0]
     assert history.test_loss[-1] < history.test_loss[0]
     again, history_again = fit()
@@ -174,19 +182,21 @@ def test_stop_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path):
     torch.testing.assert_close(history.train_loss, straight_history.train_loss, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("decoder", [OLSDecoder(), RidgeCVDecoder([0.1, 1.0, 10.0]), adam_decoder()], ids=type)
+@pytest.mark.parametrize(
+    "decoder", [OLSDecoder(), RidgeCVDecoder([0.1, 1.0, 10.0]), PLSDecoder(6), adam_decoder()], ids=type
+)
 def test_every_decoder_fits_and_predicts_through_one_interface(decoder):
     from hyperexp.evaluate import EpochMetrics
 
     x_train, t_train, x_test, t_test = make_problem()
     logger = RecordingLogger()
-    context = FitContext(settings(epochs=20), monitor=EpochMetrics(x_test, t_test), logger=logger)
+    context = FitContext(settings(epochs=20), monitor=EpochMetrics({"test": (x_test, t_test)}), logger=logger)
     history = decoder.fit(x_train, t_train, context)
     assert decoder.coef_.shape == (40, 8) and decoder.intercept_.shape == (8,)
     prediction = decoder.predict(x_test)
     torch.testing.assert_close(prediction, x_test @ decoder.coef_ + decoder.intercept_, rtol=1e-5, atol=1e-5)
-    assert {"train_loss", "test_loss", "latent_similarity", "latent_cosine"} <= set(history.metrics)
-    assert logger.calls[-1][0] == history.epochs_done
+    assert {"train_loss", "test_loss", "test_latent_cosine"} <= set(history.metrics)
+    assert logger.calls[0][0] == 0 and logger.calls[-1][0] == history.epochs_done
     assert float(history.test_loss[-1]) < 0.5 * float(l2_loss(torch.zeros_like(t_test), t_test))
     module = decoder.as_module()
     torch.testing.assert_close(module(x_test), prediction, rtol=1e-5, atol=1e-5)
@@ -249,3 +259,15 @@ def test_feature_loss_works_with_the_pggan_hidden_layers():
     loss = loss_fn(prediction, torch.randn(2, 512))
     loss.backward()
     assert loss.item() > 0 and prediction.grad.abs().sum() > 0
+
+
+def test_pls_decoder_predicts_what_scikit_learn_predicts():
+    from sklearn.cross_decomposition import PLSRegression
+
+    x_train, t_train, x_test, _ = make_problem()
+    decoder = PLSDecoder(5)
+    decoder.fit(x_train, t_train)
+    reference = PLSRegression(5, scale=False).fit(x_train.double().numpy(), t_train.double().numpy())
+    np.testing.assert_allclose(decoder.predict(x_test).numpy(), reference.predict(x_test.double().numpy()), atol=1e-4)
+    with pytest.raises(InputError, match="decoder.n_components: 60 needs more than 60 trials"):
+        PLSDecoder(60).check_fits(60, FitContext())

@@ -128,6 +128,19 @@ def test_converted_files_load_identically(tmp_path, params_path, generator):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["generator.pt", "generator.safetensors"]
 
 
+@pytest.mark.parametrize("style", ["module", "prefixed"])
+def test_safetensors_in_the_other_key_styles_load_identically(tmp_path, mxnet_arrays, key_table, generator, style):
+    # A user's own export: this module's state_dict names, or Gluon's names kept from the .params.
+    from safetensors.torch import save_file
+
+    if style == "module":
+        tensors = {name: value.contiguous() for name, value in generator.state_dict().items()}
+    else:
+        tensors = {prefixed: torch.from_numpy(mxnet_arrays[key]) for key, prefixed, _ in key_table}
+    save_file(tensors, tmp_path / "generator.safetensors")
+    assert_same_parameters(build_pggan(tmp_path / "generator.safetensors", device="cpu"), generator)
+
+
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "generator.pt"
     target.write_bytes(b"old")

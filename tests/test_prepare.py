@@ -94,8 +94,8 @@ def test_hyperaligned_average_beats_plain_average_in_decodability():
 
 def test_aligned_data_are_cached_by_content(small_subjects, tmp_path, monkeypatch):
     calls = []
-    original = prepare_module._hyperalign
-    monkeypatch.setattr(prepare_module, "_hyperalign", lambda *a: calls.append(1) or original(*a))
+    original = prepare_module.aligned_average
+    monkeypatch.setattr(prepare_module, "aligned_average", lambda *a: calls.append(1) or original(*a))
     first = prepare(small_subjects[:2], "hyperaligned", "published", cache_dir=tmp_path)
     second = prepare(small_subjects[:2], "hyperaligned", "published", cache_dir=tmp_path)
     assert len(calls) == 1

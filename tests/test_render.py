@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hyperexp.errors import InputError
 from hyperexp.evaluate.metrics import image_metrics
-from hyperexp.generate import render
+from hyperexp.generate import check_precision, render
 from hyperexp.generate.facesketch import FaceSketch
 
 
@@ -75,3 +76,17 @@ def test_rendered_images_feed_image_metrics_even_when_the_generator_overshoots()
     pixels = render(Preset(overshooting), picks(3), batch_size=3)
     assert pixels.dtype == np.uint8 and pixels.min() == 0 and pixels.max() == 255
     assert np.isfinite(list(image_metrics(pixels, pixels[::-1].copy()).values())).all()
+
+
+def test_a_bfloat16_generator_is_widened_to_float32_before_quantising():
+    # What a CUDA run with generator.model.dtype=bfloat16 renders (its values, here on the CPU).
+    values = (1.2 * torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))).to(torch.bfloat16)
+    pixels = render(Preset(values), picks(2), batch_size=1, size=4)
+    np.testing.assert_array_equal(pixels, published_uint8(F.avg_pool2d(values.float(), 2)))
+
+
+def test_half_precision_generators_are_refused_off_cuda():
+    check_precision(FaceSketch(size=16))  # float32: any device
+    with pytest.raises(InputError) as refused:
+        check_precision(nn.Linear(2, 2).to(torch.bfloat16))  # e.g. built on CUDA, moved by trainer.device=cpu
+    assert str(refused.value) == "generator.model.dtype: bfloat16 runs on CUDA only; the generator is on cpu"

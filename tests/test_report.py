@@ -60,12 +60,12 @@ def make_run(
         rng = np.random.default_rng(start // 1000 % 10_000)
         columns = {name: rng.uniform(0.3, 0.9, N_TRIALS) for name in ("latent_mse", "latent_cosine", "ssim")}
         store.client.log_artifact(run_id, str(save_per_trial(trials_folder / run_id / PER_TRIAL_FILE, columns)))
-    logged = [Metric(f"final/{name}", value, start, EPOCHS) for name, value in metrics.items()]
+    logged = [Metric(f"test/{name}", value, start, EPOCHS) for name, value in metrics.items()]
     scale = 1.0 + (start // 1000) % 100 / 10  # distinct per run
     for epoch in range(1, EPOCHS + 1):
         logged += [
-            Metric("train_loss", scale / epoch, start, epoch),
-            Metric("test_loss", 2 * scale / epoch, start, epoch),
+            Metric("learning/train_loss", scale / epoch, start, epoch),
+            Metric("learning/test_loss", 2 * scale / epoch, start, epoch),
         ]
     store.client.log_batch(run_id, metrics=logged, params=[Param(k, v) for k, v in (params or {}).items()])
     store.client.set_terminated(run_id, status)

@@ -56,7 +56,7 @@ def make_sweep(folder: Path, experiments: dict[str, dict[str, dict[str, np.ndarr
             run_id = client.create_run(experiment_id, start_time=start, tags=tags).info.run_id
             client.log_param(run_id, "data.simulation.seed", str(seed))
             for step, value in enumerate((histories or {}).get(group, []), start=1):
-                client.log_metric(run_id, "test_loss", value, step=step)
+                client.log_metric(run_id, "learning/test_loss", value, step=step)
             table = save_per_trial(folder / run_id / PER_TRIAL_FILE, columns)
             client.log_artifact(run_id, str(table))
             client.set_terminated(run_id, "FINISHED")
@@ -231,7 +231,7 @@ def fitted_history(epochs: int):
     t = x @ weights / 6 + 0.3 * torch.randn(150, 8, generator=generator)
     settings = TrainerConfig(epochs=epochs, batch_size=30, progress=False, log_every=epochs)
     decoder = GradientDecoder(functools.partial(MXNetAdam, lr=1e-2, weight_decay=0.01))
-    context = FitContext(settings, monitor=EpochMetrics(x[120:], t[120:]))
+    context = FitContext(settings, monitor=EpochMetrics({"test": (x[120:], t[120:])}))
     return decoder.fit(x[:120], t[:120], context)
 
 

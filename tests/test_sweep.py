@@ -10,6 +10,7 @@ from hydra.types import RunMode
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from hyperexp.track.group_summary import OPTUNA_RESULTS, group_label
 from hyperexp.track.runs import MetricBuffer, tracked_run
 from hyperexp.track.sweep import (
     PARENT_FILE,
@@ -51,9 +52,27 @@ def run_job(tmp_path, num: int, overrides: list[str], ssim: float) -> str:
     experiment_id = json.loads((tmp_path / "sweep" / SWEEP_FILE).read_text())["experiment_id"]
     with tracked_run(experiment_id, f"job {num}", tags, parent_run_id=parent_id) as active:
         metrics = MetricBuffer(active.info.run_id)
-        metrics.add({"final/ssim": ssim}, 1)
+        metrics.add({"test/ssim": ssim}, 1)
         metrics.flush()
     return active.info.run_id
+
+
+def test_group_labels_are_metric_key_prefixes():
+    assert group_label("data=subject1") == "subject1"
+    assert group_label("data=subject1,decoder.optimizer.lr=0.001") == "subject1 optimizer.lr 0.001"
+    assert group_label("data.n_subjects=4") == "n_subjects 4" and group_label("all") == "all"
+
+
+def test_an_optuna_studys_best_trial_goes_to_its_parent_run(tmp_path):
+    config, callback = sweep_config(tmp_path), MlflowSweepCallback()
+    callback.on_multirun_start(config)
+    run_job(tmp_path, 0, ["data=subject1", "trainer.seed=0"], 0.5)
+    results = "name: optuna\nbest_params:\n  decoder.optimizer.lr: 0.0003\nbest_value: 0.41\n"
+    (tmp_path / "sweep" / OPTUNA_RESULTS).write_text(results)
+    callback.on_multirun_end(config)
+    parent = MlflowClient(config.tracking.uri).get_run(read_parent_run_id(tmp_path / "sweep"))
+    assert parent.data.metrics["best/validation_loss"] == 0.41
+    assert parent.data.tags["best_params"] == "decoder.optimizer.lr=0.0003"
 
 
 def test_swept_keys_and_groups_leave_seeds_out():
@@ -79,6 +98,9 @@ def test_a_sweep_of_finished_jobs_ends_finished_with_its_report(tmp_path):
     parent = client.get_run(parent_id)
     assert parent.info.status == "RUNNING"
     assert parent.data.tags["sweep_role"] == "parent" and parent.data.tags["swept_keys"] == "data,trainer.seed"
+    assert parent.info.run_name == "data=subject1,subject2 trainer.seed=0,1"  # named by what it sweeps
+    assert parent.data.params == {"data": "subject1,subject2", "trainer.seed": "0,1"}
+    assert parent.data.tags["mlflow.note.content"].startswith("`python -m hyperexp.train -m data=subject1,subject2")
 
     jobs = [
         ["data=subject1", "trainer.seed=0"],
@@ -95,7 +117,12 @@ def test_a_sweep_of_finished_jobs_ends_finished_with_its_report(tmp_path):
     }
 
     callback.on_multirun_end(config)
-    assert client.get_run(parent_id).info.status == "FINISHED"
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    summary = parent.data.metrics  # per group: mean and 95% CI half-width over its jobs (ssim 0.5, 0.6 | 0.7)
+    assert summary["subject1/ssim"] == pytest.approx(0.55) and summary["subject2/ssim"] == pytest.approx(0.7)
+    assert summary["subject1/ssim_ci95"] == pytest.approx(12.7062 * 0.0707107 / 2**0.5, rel=1e-4)
+    assert "subject2/ssim_ci95" not in summary  # one job: no interval
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "| data=subject1 | 2 | 0.55 ± 0.071 |" in report and "Jobs that failed" not in report
     assert {"report/report.md", "report/report.html"} <= {a.path for a in client.list_artifacts(parent_id, "report")}

@@ -5,8 +5,9 @@ import pytest
 from mlflow import MlflowClient
 
 from hyperexp.errors import InputError
-from hyperexp.evaluate.grids import GAP, LABEL_HEIGHT, comparison_grid
-from hyperexp.track.runs import MAX_PARAM_LENGTH, MetricBuffer, flatten, log_params, tracked_run
+from hyperexp.evaluate.grids import GAP, MAX_CELL, comparison_grid
+from hyperexp.track.resume import flatten
+from hyperexp.track.runs import MAX_PARAM_LENGTH, MetricBuffer, log_params, tracked_run
 from hyperexp.track.store import (
     require_existing_store,
     setup_experiment,
@@ -94,15 +95,26 @@ def test_a_store_that_cannot_be_opened_is_one_input_error_line(tmp_path):
     assert "\n" not in str(raised.value)
 
 
-def test_comparison_grid_layout():
-    stimuli = np.full((3, 10, 12, 3), 50, np.uint8)
-    reconstructions = np.full((3, 10, 12, 3), 200, np.uint8)
-    grid = comparison_grid(stimuli, reconstructions, trials=[4, 5, 6])
-    assert grid.shape == (LABEL_HEIGHT + 2 * 10 + GAP, 3 * 12 + 2 * GAP, 3)
-    for column in range(3):
-        left = column * (12 + GAP)
-        assert (grid[LABEL_HEIGHT : LABEL_HEIGHT + 10, left : left + 12] == 50).all()  # stimulus on top
-        assert (grid[LABEL_HEIGHT + 10 + GAP :, left : left + 12] == 200).all()  # reconstruction below
-    assert (grid[:LABEL_HEIGHT] < 255).any()  # the trial labels are drawn
+def test_comparison_grid_pairs_every_stimulus_with_its_reconstruction_below_in_a_near_square():
+    red, blue = np.zeros((36, 16, 16, 3), np.uint8), np.zeros((36, 16, 16, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 200, 200
+    for n in (8, 36):
+        grid = comparison_grid(red[:n], blue[:n], title="epoch 4 of 12")
+        assert 0.7 < grid.shape[1] / grid.shape[0] < 1.4, grid.shape  # a square card shows it whole
+        is_red = (grid == (200, 0, 0)).all(axis=-1)
+        is_blue = (grid == (0, 0, 200)).all(axis=-1)
+        assert is_red.sum() == is_blue.sum() == n * 16 * 16
+        corners = [(r, c) for r, c in zip(*np.nonzero(is_red)) if not is_red[r - 1, c] and not is_red[r, c - 1]]
+        assert len(corners) == n
+        for top, left in corners:  # the reconstruction lies right below its stimulus
+            assert is_blue[top + 16 + GAP : top + 32 + GAP, left : left + 16].all()
+    titled, untitled = comparison_grid(red[:8], blue[:8], title="epoch 0"), comparison_grid(red[:8], blue[:8])
+    assert titled.shape[1] == untitled.shape[1] and titled.shape[0] > untitled.shape[0]  # a line for the epoch
     with pytest.raises(ValueError, match="must both be"):
-        comparison_grid(stimuli, reconstructions[:2])
+        comparison_grid(red[:3], blue[:2])
+
+
+def test_grid_cells_are_downsampled_to_a_bounded_size():
+    large = np.full((2, 2 * MAX_CELL, 2 * MAX_CELL, 3), 90, np.uint8)
+    grid = comparison_grid(large, large)
+    assert grid.shape[1] < 3 * MAX_CELL and grid.shape[0] < 3 * MAX_CELL

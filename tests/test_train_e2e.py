@@ -1,106 +1,201 @@
 """End to end: tiny runs through the entry point in-process (Hydra's compose API), checked in the
-MLflow store; sweeps through the real CLI, where Hydra's launcher and the process boundary matter."""
+MLflow store through MLflow's client; sweeps through the real CLI, where Hydra's launcher and the
+process boundary matter."""
 
+import hashlib
+import re
+from pathlib import Path
+
+import mlflow
+import numpy as np
 import pytest
-import torch
+import yaml
 
 from hyperexp.evaluate.trials import PER_TRIAL_FILE
 from hyperexp.report.trials import read_per_trial_csv
 from tests.conftest import TINY, run_cli, run_in_process, runs_of, store
 
+STEP = re.compile(r"\+step\+(\d+)\+")
+
 
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("single")
-    run_in_process(folder, *TINY)
+    mlflow.set_system_metrics_sampling_interval(1)  # a few seconds of run: sample every second
+    try:
+        run_in_process(folder, *TINY, "+tracking.tags.idea=tiny", "tracking.note=a tiny run")
+    finally:
+        mlflow.set_system_metrics_sampling_interval(None)
     return folder
 
 
-def test_tiny_run_is_tracked_with_per_epoch_metrics_and_grids(single_run):
+def the_run(folder):
+    (run,) = runs_of(store(folder))
+    return run
+
+
+def grid_steps(client, run_id: str, key: str = "learning~reconstructions") -> list[int]:
+    names = [a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "images")]
+    return sorted(int(STEP.search(n)[1]) for n in names if n.startswith(f"{key}+") and n.endswith(".png"))
+
+
+def test_the_experiment_opens_as_model_training_and_no_empty_default_is_listed(single_run):
     client = store(single_run)
-    (run,) = runs_of(client)
+    experiment = client.get_experiment_by_name("smoke")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "test/latent_similarity" in experiment.tags["mlflow.note.content"]
+    assert [e.name for e in client.search_experiments()] == ["smoke"]  # Default: deleted
+
+
+def test_a_run_is_named_described_and_tagged_by_what_tells_it_apart(single_run):
+    run = the_run(single_run)
     assert run.info.status == "FINISHED"
-    train_loss = [
-        m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
-    ]
-    test_loss = client.get_metric_history(run.info.run_id, "test_loss")
-    assert len(train_loss) == 12 and len(test_loss) == 12
-    assert train_loss[-1] < train_loss[0]
-    assert run.data.params["trainer.epochs"] == "12" and run.data.params["data.variant"] == "subject"
+    assert run.info.run_name.startswith("subject1·adam·s0·smoke·epochs=12·")
+    assert "optimizer.lr=0.001" in run.info.run_name
+    description = run.data.tags["mlflow.note.content"]
+    assert description.startswith("`python -m hyperexp.train experiment=smoke trainer.progress=false")
+    assert description.endswith("\n\na tiny run")
+    assert run.data.tags["idea"] == "tiny"
     assert run.data.tags["data_variant"] == "subject" and run.data.tags["subjects"] == "1"
     assert len(run.data.tags["mlflow.source.git.commit"]) >= 40  # MLflow's own provenance tag
-    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
-    grids = [p for p in images if "reconstructions" in p and p.endswith(".png") and "compressed" not in p]
-    assert len(grids) >= 2  # epochs 4, 8, 12
-    top = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"reconstructions_grid.png", "loss_curve.png", "decoder.pt", "reconstructions", "stimuli"} <= top
-    assert {"config.yaml", "overrides.yaml"} <= top  # this run's own provenance
-    recon = client.list_artifacts(run.info.run_id, "reconstructions")
-    assert len(recon) == 12  # one PNG per test trial
+    # logging is part of the fit
+    assert 0 < float(run.data.tags["logging_seconds"]) <= float(run.data.tags["fit_seconds"])
 
 
-def test_run_reports_final_latent_image_and_attribute_metrics(single_run):
-    client = store(single_run)
-    (run,) = runs_of(client)
-    final = {k: v for k, v in run.data.metrics.items() if k.startswith("final/")}
-    for name in (
-        "latent_similarity",
-        "latent_cosine",
-        "latent_identification",
-        "ssim",
-        "pixel_correlation",
-        "attribute_similarity",
-        "attr_r/smile",
-        "final_test_loss",
-    ):
-        assert f"final/{name}" in final, name
-    assert 0 < final["final/latent_similarity"] <= 1 and -1 <= final["final/ssim"] <= 1
-    similarity = client.get_metric_history(run.info.run_id, "latent_similarity")
-    assert len(similarity) == 12  # cheap metric every epoch
-    trials = read_per_trial_csv(single_run / "out" / "artifacts" / PER_TRIAL_FILE)  # the reports' raw material
-    assert PER_TRIAL_FILE in {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert len(trials["ssim"]) == 12 and trials["ssim"].mean() == pytest.approx(final["final/ssim"], rel=1e-6)
-    assert 1 / (1 + trials["latent_mse"].mean()) == pytest.approx(final["final/latent_similarity"], rel=1e-6)
+def test_params_are_few_and_the_whole_config_is_an_artifact(single_run):
+    run = the_run(single_run)
+    params = run.data.params
+    assert params["data"] == "subject1" and params["decoder"] == "adam" and params["trainer.epochs"] == "12"
+    assert params["data.simulation.n_voxels"] == "128"  # given on the command line
+    assert len(params) <= 20 and "generator.model.size" not in params and "trainer.progress" not in params
+    config = yaml.safe_load(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml"))
+    assert config["generator"]["model"]["size"] == 128 and config["trainer"]["log_every"] == 4
+
+
+def test_per_trial_metrics_are_the_reports_raw_material(single_run, tmp_path):
+    client, run = store(single_run), the_run(single_run)
+    trials = read_per_trial_csv(Path(client.download_artifacts(run.info.run_id, PER_TRIAL_FILE, str(tmp_path))))
+    metrics = run.data.metrics
+    assert len(trials["ssim"]) == 12 and trials["ssim"].mean() == pytest.approx(metrics["test/ssim"], rel=1e-6)
+    assert 1 / (1 + trials["latent_mse"].mean()) == pytest.approx(metrics["test/latent_similarity"], rel=1e-6)
     assert len(run.data.tags["test_set"]) == 12
-    assert len(client.get_metric_history(run.info.run_id, "preview_ssim")) == 3  # every log_every epochs
 
 
-def test_the_saved_decoder_predicts_the_logged_latents(single_run):
-    import numpy as np
+def test_grids_are_logged_at_step_0_and_every_log_every(single_run):
+    client, run = store(single_run), the_run(single_run)
+    assert grid_steps(client, run.info.run_id) == [0, 4, 8, 12]
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "learning/preview_ssim")]
+    assert sorted(steps) == [0, 4, 8, 12]
 
-    (artifacts,) = single_run.glob("out/artifacts")
-    weights = torch.load(artifacts / "decoder.pt", weights_only=True)
-    assert set(weights) == {"weight", "bias"} and weights["weight"].shape == (128, 512)
-    assert np.load(artifacts / "predicted_latents.npy").shape == (12, 512)
+
+def test_curves_per_epoch_and_summary_metrics_once(single_run):
+    client, run = store(single_run), the_run(single_run)
+    run_id, metrics = run.info.run_id, run.data.metrics
+    train_loss = [
+        m.value for m in sorted(client.get_metric_history(run_id, "learning/train_loss"), key=lambda m: m.step)
+    ]
+    assert len(train_loss) == 12 and train_loss[-1] < train_loss[0]
+    assert len(client.get_metric_history(run_id, "learning/test_latent_cosine")) == 12
+    for name in ("latent_similarity", "latent_cosine", "latent_identification", "ssim", "attribute_similarity"):
+        assert len(client.get_metric_history(run_id, f"test/{name}")) == 1, name
+    assert 0 < metrics["test/latent_similarity"] <= 1 and -1 <= metrics["test/ssim"] <= 1
+    assert not [key for key in metrics if key.startswith(("final/", "attr_r/", "timing/"))]
+    assert "validation/loss" not in metrics  # no validation split asked for
+
+
+def test_attribute_correlations_are_a_table_and_a_figure_with_their_mean_a_metric(single_run, tmp_path):
+    client, run = store(single_run), the_run(single_run)
+    table = client.download_artifacts(run.info.run_id, "attribute_correlations.csv", str(tmp_path))
+    rows = np.genfromtxt(table, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    assert "smile" in rows["attribute"]
+    assert run.data.metrics["test/attribute_similarity"] == pytest.approx(np.nanmean(rows["pearson_r"]), abs=1e-5)
+    assert "attribute_correlations.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_every_split_is_a_dataset_input_with_digest_and_source(single_run):
+    run = the_run(single_run)
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "test"}
+    assert inputs["training"].name == "subject1" and inputs["training"].digest != inputs["test"].digest
+    assert "simulated-" in inputs["training"].source
+
+
+def test_the_logged_model_predicts_the_latents_the_run_recorded(single_run, tmp_path):
+    from hyperexp.config import build
+    from tests.conftest import compose_job
+
+    client, run = store(single_run), the_run(single_run)
+    (model,) = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'",
+        output_format="list",
+    )
+    assert model.name == "decoder"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(single_run)  # the simulated data are cached there
+        data = build(compose_job(*TINY)[0].data)
+    predicted = mlflow.pyfunc.load_model(model.model_uri).predict(data.x_test)
+    recorded = np.load(client.download_artifacts(run.info.run_id, "predicted_latents.npy", str(tmp_path)))
+    np.testing.assert_allclose(predicted, recorded, rtol=1e-5, atol=1e-5)
+
+
+def test_no_artifact_is_stored_twice(single_run, tmp_path):
+    """The job's folder keeps its log and checkpoints; the run's artifacts and model are in MLflow."""
+    client, run = store(single_run), the_run(single_run)
+
+    def digests(folder):
+        return {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in folder.rglob("*") if p.is_file()}
+
+    job_files = digests(single_run / "out")
+    run_files = digests(Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "run"))))
+    (model,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    model_files = digests(Path(mlflow.artifacts.download_artifacts(model.artifact_location, dst_path=str(tmp_path))))
+    # in-process: no train.log; the predicted latents (73 KB) stay beside the job for `generate render`
+    assert {p.name for p in job_files.values()} <= {"last.pt", "predicted_latents.npy"}
+    shared = {job_files[digest].name for digest in job_files.keys() & run_files.keys()}
+    assert shared <= {"predicted_latents.npy"} and not run_files.keys() & model_files.keys()
+    assert not [p for p in run_files.values() if p.suffix in (".pt", ".pt2", ".pth")]  # the decoder: a model only
+
+
+def test_system_metrics_are_sampled(single_run):
+    metrics = the_run(single_run).data.metrics
+    assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics
 
 
 def test_closed_form_and_feature_loss_runs(tmp_path):
     run_in_process(tmp_path, *TINY, "trainer.epochs=3", "trainer.feature_loss.weight=0.5", output="a")
     tiny_without_lr = [a for a in TINY if not a.startswith("decoder.")]
     run_in_process(tmp_path, *tiny_without_lr, "decoder=ridge", output="b")
-    runs = {r.info.run_name: r for r in runs_of(store(tmp_path))}
-    assert set(runs) == {"subject1-adam", "subject1-ridge"}
+    runs = {r.data.params["decoder"]: r for r in runs_of(store(tmp_path))}
+    assert set(runs) == {"adam", "ridge"}
+    assert runs["ridge"].info.run_name.startswith("subject1·ridge·s0·smoke")
     assert all(r.info.status == "FINISHED" for r in runs.values())
-    ridge = runs["subject1-ridge"].data.metrics
-    assert ridge["decoder/alpha"] > 0 and "final/latent_similarity" in ridge
-    adam = runs["subject1-adam"].data.metrics
-    assert 0 < adam["timing/logging_seconds"] < adam["timing/fit_seconds"]
+    ridge = runs["ridge"].data.metrics
+    assert ridge["decoder/alpha"] > 0 and "test/latent_similarity" in ridge
+    assert grid_steps(store(tmp_path), runs["ridge"].info.run_id) == [0, 1]  # step 0: the mean latent
 
 
 def test_tiny_multirun_is_one_parent_run_with_a_child_per_job_and_a_report(tmp_path):
     result = run_cli("-m", *TINY, "data=subject1,subject2", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = runs_of(store(tmp_path))
+    client = store(tmp_path)
+    runs = runs_of(client)
     (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.info.run_name for r in children) == ["subject1-adam", "subject2-adam"]
+    assert sorted(r.info.run_name for r in children) == ["subject1·adam·s0", "subject2·adam·s0"]
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
     assert sorted(r.data.tags["group"] for r in children) == ["data=subject1", "data=subject2"]
     assert {r.data.tags["sweep"] for r in children} == {parent.data.tags["sweep"]} == {"sweep"}
+    assert parent.info.run_name == "data=subject1,subject2" and parent.data.params == {"data": "subject1,subject2"}
+    similarity = {r.data.tags["group"]: r.data.metrics["test/latent_similarity"] for r in children}
+    assert parent.data.metrics["subject2/latent_similarity"] == pytest.approx(similarity["data=subject2"])
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "data=subject1" in report and "data=subject2" in report
-    logged = {a.path for a in store(tmp_path).list_artifacts(parent.info.run_id, "report")}
-    assert {"report/report.md", "report/report.html", "report/differences.csv"} <= logged
+    figures = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.md", "report/report.html", "report/differences.csv"} <= figures
+    assert not list((tmp_path / "sweep" / "0").glob(".hydra")) and (tmp_path / "sweep" / "0" / "train.log").is_file()
+    train_log = (tmp_path / "sweep" / "0" / "train.log").read_text()
+    assert "epoch 12/12: train_loss " in train_log and "epoch 12/12" not in result.stdout  # the file only
 
 
 def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
@@ -112,6 +207,7 @@ def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FAILED"
     assert sorted(r.data.params["trainer.epochs"] for r in children) == ["2", "3"]  # the jobs after it ran
+    assert sorted(r.info.run_name.split("·")[3] for r in children) == ["epochs=2", "epochs=3"]
     assert all(r.info.status == "FINISHED" for r in children)
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "## Jobs that failed" in report and "trainer.epochs=0" in report and "trainer.epochs: must be >= 1" in report

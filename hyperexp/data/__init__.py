@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hyperexp.data.files import DEFAULT_MAX_BYTES, DataFileError, SubjectData, load_subject, subject_file
 from hyperexp.data.simulate import Simulation, ensure_simulated_files
-from hyperexp.data.variants import DecodingData, prepare
+from hyperexp.data.variants import DecodingData, hold_out_validation, prepare
 from hyperexp.errors import InputError
 
 __all__ = ["DataFileError", "DecodingData", "SubjectData", "Simulation", "build", "load_subjects", "select_subjects"]
@@ -28,14 +28,16 @@ def build(
     cache_dir: str = "data",
     max_bytes: int = DEFAULT_MAX_BYTES,
     simulation: Simulation | dict | None = None,
+    validation_trials: int = 0,
     device=None,
 ) -> DecodingData:
-    """The decoding dataset of one pool of subjects, combined by ``variant`` under ``protocol``."""
+    """The decoding dataset of one pool of subjects, combined by ``variant`` under ``protocol``, with
+    the last ``validation_trials`` training trials held out for validation."""
     numbers = select_subjects(subjects, n_subjects)
     if isinstance(simulation, dict):
         simulation = Simulation(**simulation)
     subject_data, paths = load_subjects(numbers, source, root, simulation, cache_dir, max_bytes)
-    return prepare(
+    data = prepare(
         subject_data,
         variant,
         protocol,
@@ -44,6 +46,7 @@ def build(
         device=device,
         cache_dir=Path(cache_dir) / "aligned",
     )
+    return hold_out_validation(data, validation_trials)
 
 
 def select_subjects(subjects: Sequence[int] | None, n_subjects: int | None) -> list[int]:

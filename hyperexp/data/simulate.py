@@ -23,6 +23,7 @@ from hyperexp.atomic import atomic_write
 from hyperexp.data.files import SubjectData, save_subject_dat
 from hyperexp.errors import InputError
 from hyperexp.generate.facesketch import FaceSketch
+from hyperexp.timed import timed
 
 
 @dataclass  # not frozen: it is also the typed schema of data.simulation, which Hydra merges into
@@ -115,7 +116,8 @@ def ensure_simulated_files(simulation: Simulation, cache_dir: str | Path) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
         if not all(path.is_file() for path in expected):
-            for path, subject in zip(expected, simulate_experiment(simulation)):
-                save_subject_dat(path, subject)
+            with timed(f"simulating {simulation.n_subjects} subjects into {folder}"):
+                for path, subject in zip(expected, simulate_experiment(simulation)):
+                    save_subject_dat(path, subject)
             atomic_write(folder / "simulation.json", json.dumps(asdict(simulation), indent=2).encode())
     return folder

@@ -16,11 +16,12 @@ on is only demeaned (its sd is taken as 1), so it becomes all zeros instead of N
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from hyperexp.align.pool import aligned_average
 from hyperexp.data.cache import cached_arrays, content_key
 from hyperexp.data.files import SubjectData
 from hyperexp.errors import InputError
@@ -42,6 +43,9 @@ class DecodingData:
     variant: str
     protocol: str
     subjects: tuple[int, ...]
+    files: tuple[str, ...] = ()  # the subjects' files
+    x_validation: np.ndarray | None = None  # training trials held out by :func:`hold_out_validation`
+    t_validation: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -52,6 +56,11 @@ class DecodingData:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.x_train, self.t_train, self.x_test, self.t_test
+
+    def splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(x, t) by split: ``train``, ``validation`` (when held out) and ``test``."""
+        validation = {} if self.x_validation is None else {"validation": (self.x_validation, self.t_validation)}
+        return {"train": (self.x_train, self.t_train), **validation, "test": (self.x_test, self.t_test)}
 
     def tags(self) -> dict[str, str]:
         return {
@@ -88,21 +97,6 @@ def check_same_stimuli(subjects: list[SubjectData], names: list[str]) -> None:
                 )
 
 
-def _hyperalign(subjects: list[SubjectData], protocol: str, device) -> tuple[np.ndarray, np.ndarray]:
-    from hyperexp.align import Hyperalignment  # imported here: only this variant needs it
-
-    aligner = Hyperalignment(device=device)
-    if protocol == "published":
-        stacked = [np.vstack([s.x_test, s.x_train]).astype(np.float64) for s in subjects]
-        mapped = aligner.fit_transform(stacked)
-        n_test = len(subjects[0].x_test)
-        average = np.mean(mapped, axis=0)
-        return average[n_test:], average[:n_test]
-    mapped_train = aligner.fit_transform([s.x_train.astype(np.float64) for s in subjects])
-    mapped_test = [aligner.transform(k, s.x_test.astype(np.float64)) for k, s in enumerate(subjects)]
-    return np.mean(mapped_train, axis=0), np.mean(mapped_test, axis=0)
-
-
 def prepare(
     subjects: list[SubjectData],
     variant: str,
@@ -133,13 +127,13 @@ def prepare(
         variant = "subject"  # a pool of one: there is nothing to align it to
     if variant == "hyperaligned":
         if cache_dir is None:
-            x_train, x_test = _hyperalign(subjects, protocol, device)
+            x_train, x_test = aligned_average(subjects, protocol, device)
         else:
             key = content_key(
                 [a for s in subjects for a in (s.x_train, s.x_test)], protocol=protocol, method="pymvpa-defaults"
             )
             aligned = cached_arrays(
-                cache_dir, key, lambda: dict(zip(("x_train", "x_test"), _hyperalign(subjects, protocol, device)))
+                cache_dir, key, lambda: dict(zip(("x_train", "x_test"), aligned_average(subjects, protocol, device)))
             )
             x_train, x_test = aligned["x_train"], aligned["x_test"]
     else:
@@ -164,4 +158,23 @@ def prepare(
         variant=variant,
         protocol=protocol,
         subjects=tuple(numbers),
+        files=tuple(names),
+    )
+
+
+def hold_out_validation(data: DecodingData, n_trials: int) -> DecodingData:
+    """Move the last ``n_trials`` training trials into a validation split (what a hyperparameter
+    search scores; the test trials stay unseen). Carved after the variant and protocol were applied,
+    so under ``strict`` nothing of the test trials reaches the validation rows."""
+    if n_trials == 0:
+        return data
+    if not 0 < n_trials <= len(data.x_train) - 2:
+        raise InputError(f"data.validation_trials: must be 0..{len(data.x_train) - 2}, got {n_trials}")
+    keep = len(data.x_train) - n_trials
+    return replace(
+        data,
+        x_train=data.x_train[:keep],
+        t_train=data.t_train[:keep],
+        x_validation=data.x_train[keep:],
+        t_validation=data.t_train[keep:],
     )

@@ -7,7 +7,7 @@ differ only inside ``fit``.
 """
 
 from hyperexp.decode.base import Decoder, Dense
-from hyperexp.decode.closed_form import OLSDecoder, RidgeCVDecoder
+from hyperexp.decode.closed_form import OLSDecoder, PLSDecoder, RidgeCVDecoder
 from hyperexp.decode.gradient import GradientDecoder
 from hyperexp.decode.loop import FitContext, History, StopRequested
 
@@ -18,6 +18,7 @@ __all__ = [
     "GradientDecoder",
     "History",
     "OLSDecoder",
+    "PLSDecoder",
     "RidgeCVDecoder",
     "StopRequested",
 ]

@@ -70,6 +70,8 @@ def evaluated_once(decoder: Decoder, x: torch.Tensor, t: torch.Tensor, context: 
     """A one-step history for a decoder fitted in closed form, logged like a trained epoch."""
     history = History(epochs=1, device=x.device)
     history.seconds = seconds
+    if context.logger is not None:  # step 0: knowing nothing, a decoder predicts the mean training latent
+        context.logger.log(0, history, lambda rows: t.mean(dim=0).expand(len(rows), -1))
     with torch.no_grad():
         history.record(0, {"train_loss": l2_loss(decoder.predict(x), t)})
         if context.monitor is not None:

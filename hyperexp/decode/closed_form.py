@@ -62,3 +62,25 @@ class RidgeCVDecoder(ClosedFormDecoder):
 
     def fitted_summary(self) -> dict[str, float]:
         return {"alpha": self.alpha_}
+
+
+class PLSDecoder(ClosedFormDecoder):
+    """Partial least squares (scikit-learn's ``PLSRegression``): the ``n_components`` directions of
+    the responses that covary most with the latents, then least squares on those."""
+
+    def __init__(self, n_components: int = 32):
+        if n_components < 1:
+            raise InputError(f"decoder.n_components: must be >= 1, got {n_components}")
+        self.n_components = n_components
+
+    def check_fits(self, n_samples: int, context: FitContext) -> None:
+        super().check_fits(n_samples, context)
+        if self.n_components >= n_samples:
+            raise InputError(f"decoder.n_components: {self.n_components} needs more than {n_samples} trials")
+
+    def solve(self, x, t):
+        from sklearn.cross_decomposition import PLSRegression
+
+        pls = PLSRegression(n_components=self.n_components, scale=False).fit(x, t)
+        coef = pls.coef_.T  # scikit-learn applies it to centred responses, then adds the latents' mean
+        return coef, pls.intercept_ - x.mean(axis=0) @ coef

@@ -37,7 +37,7 @@ class FitContext:
     settings: TrainerConfig = field(default_factory=TrainerConfig)
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = l2_loss
     monitor: Callable[[Predict], dict[str, torch.Tensor]] | None = None  # held-out metrics per epoch
-    logger: Logger | None = None  # every settings.log_every epochs, at the end and at a stop
+    logger: Logger | None = None  # at epoch 0, every settings.log_every epochs, at the end and at a stop
     checkpoints: Checkpointer | None = None
     stop_requested: Callable[[], bool] = lambda: False
     resume_from: dict | None = None  # a checkpoint's state to continue from
@@ -143,6 +143,8 @@ def train(module, optimizer, x: torch.Tensor, t: torch.Tensor, context: FitConte
     if analytic:
         for parameter in module.parameters():
             parameter.grad = torch.zeros_like(parameter)
+    if first_epoch == 0 and context.logger is not None:
+        context.logger.log(0, history, module)  # what the untrained decoder gives
     bar = tqdm(total=settings.epochs, initial=first_epoch, desc="train", unit="epoch", disable=not settings.progress)
     for epoch in range(first_epoch, settings.epochs):
         module.train()

@@ -35,8 +35,9 @@ class FeatureMatchingLoss(nn.Module):
 
     def feature_term(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            target_features = self.features(target)
-        return torch.mean((self.features(prediction) - target_features) ** 2)
+            target_features = self.features(target).float()
+        # float32 arithmetic whatever the generator's dtype (a bfloat16 PGGAN on CUDA)
+        return torch.mean((self.features(prediction).float() - target_features) ** 2)
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return l2_loss(prediction, target) + self.weight * self.feature_term(prediction, target)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from hyperexp.decode.losses import l2_loss
+from hyperexp.device import module_device
 from hyperexp.errors import InputError
 from hyperexp.evaluate.metrics import (
     attribute_metrics,
@@ -45,6 +46,12 @@ def load_boundaries(paths: Sequence[str | os.PathLike]) -> np.ndarray:
     return np.stack(rows)
 
 
+def _last_line(error: Exception) -> str:
+    """TorchScript errors end with the Python-level cause after many lines of traceback."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def load_feature_extractor(path: str | os.PathLike) -> torch.jit.ScriptModule:
     """A TorchScript feature network on the CPU, in eval mode."""
     if not os.path.isfile(path):
@@ -56,23 +63,41 @@ def load_feature_extractor(path: str | os.PathLike) -> torch.jit.ScriptModule:
     return extractor.eval()
 
 
-class EpochMetrics:
-    """Held-out rows scored after every epoch, as device scalars (no host sync): ``test_loss``
-    (the latent L2 loss whatever the training objective, so runs compare), the paper's latent
-    similarity 1/(1+MSE) and the mean cosine of predicted and true latents."""
+@torch.no_grad()
+def check_feature_extractor(extractor: torch.nn.Module, path: str | os.PathLike, image_size: int) -> None:
+    """Run the network once on a grey batch of the generator's images, as :func:`feature_metrics`
+    will call it, so that one that cannot take them is refused before training, not after."""
+    probe = torch.full((2, 3, image_size, image_size), 0.5)
+    expected = f"float32 (B, 3, {image_size}, {image_size}) images in [0, 1]"
+    try:
+        features = extractor(probe)
+    except Exception as error:  # whatever the scripted code raises
+        raise InputError(f"{path}: the feature network fails on {expected} ({_last_line(error)})") from None
+    if not isinstance(features, torch.Tensor) or not features.is_floating_point():
+        got = features.dtype if isinstance(features, torch.Tensor) else type(features).__name__
+        raise InputError(f"{path}: the feature network must return a float tensor, got {got}")
+    if features.ndim == 0 or features.shape[0] != len(probe) or features[0].numel() == 0:
+        shape = tuple(features.shape)
+        raise InputError(f"{path}: the feature network must return (B, ...) features for {expected}, got {shape}")
 
-    def __init__(self, x: torch.Tensor, t: torch.Tensor):
-        self.x, self.t = x, t
+
+class EpochMetrics:
+    """Held-out rows scored after every epoch, as device scalars (no host sync); per split (``test``,
+    ``validation``): ``<split>_loss``, the latent L2 loss whatever the training objective, so runs
+    compare (the paper's latent similarity is 1/(1 + 2 x test_loss)), and ``<split>_latent_cosine``,
+    the mean cosine of predicted and true latents."""
+
+    def __init__(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]):
+        self.splits = splits
 
     @torch.no_grad()
     def __call__(self, predict) -> dict[str, torch.Tensor]:
-        prediction = predict(self.x)
-        mse = torch.mean((prediction - self.t) ** 2)
-        return {
-            "test_loss": l2_loss(prediction, self.t),
-            "latent_similarity": 1.0 / (1.0 + mse),
-            "latent_cosine": torch.nn.functional.cosine_similarity(prediction, self.t, dim=1).mean(),
-        }
+        values = {}
+        for name, (x, t) in self.splits.items():
+            prediction = predict(x)
+            values[f"{name}_loss"] = l2_loss(prediction, t)
+            values[f"{name}_latent_cosine"] = torch.nn.functional.cosine_similarity(prediction, t, dim=1).mean()
+        return values
 
 
 class Evaluation:
@@ -82,6 +107,7 @@ class Evaluation:
     TorchScript ``feature_extractor``."""
 
     def __init__(self, feature_extractor: str | None = None, attribute_boundaries: Sequence[str] = ()):
+        self.extractor_path = feature_extractor
         self.extractor = load_feature_extractor(feature_extractor) if feature_extractor else None
         self.boundaries = load_boundaries(attribute_boundaries) if attribute_boundaries else None
         self.attribute_names = [Path(path).stem for path in attribute_boundaries]
@@ -94,6 +120,11 @@ class Evaluation:
                 f"evaluate.attribute_boundaries: boundaries are {self.boundaries.shape[1]}-d, latents {latent_dim}-d"
             )
 
+    def check_image_size(self, image_size: int) -> None:
+        """The feature network takes the generator's images (square, ``image_size`` pixels)."""
+        if self.extractor is not None:
+            check_feature_extractor(self.extractor, self.extractor_path, image_size)
+
     def __call__(self, true_latents, predicted_latents, stimuli, reconstructions, generator) -> dict[str, float]:
         """Latents (N, D); images as rendered for display (uint8 (N, H, W, 3))."""
         metrics = {**latent_metrics(true_latents, predicted_latents), **image_metrics(stimuli, reconstructions)}
@@ -105,7 +136,8 @@ class Evaluation:
         elif hasattr(generator, "attributes"):
             with torch.no_grad():
                 true_attr, pred_attr = (
-                    generator.attributes(torch.as_tensor(z)).cpu().numpy() for z in (true_latents, predicted_latents)
+                    generator.attributes(torch.as_tensor(z, device=module_device(generator))).cpu().numpy()
+                    for z in (true_latents, predicted_latents)
                 )
             metrics.update(attribute_metrics(true_attr, pred_attr, list(ATTRIBUTES)))
         if self.extractor is not None:

@@ -1,31 +1,88 @@
-"""Image grids: test stimuli (top row) above their reconstructions (bottom row), labelled by trial."""
+"""Image grids: test stimuli above their reconstructions, in blocks laid out near square.
+
+Each block is a row of trial numbers, a row of stimuli and a row of reconstructions, with the rows
+named on the left; an optional title (the epoch) heads the grid. Near square, because the MLflow
+UI shows an image in a square card from a 256-pixel thumbnail: a wide strip would shrink to dots.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
-LABEL_HEIGHT = 14
 GAP = 2
+MAX_CELL = 256  # grid cells are downsampled to at most this many pixels (a PGGAN render is 1024)
+ROW_NAMES = ("stimulus", "reconstruction")
 
 
-def comparison_grid(stimuli: np.ndarray, reconstructions: np.ndarray, trials: list[int] | None = None) -> np.ndarray:
+def _font(cell: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=max(10, cell // 8))
+
+
+def near_square_columns(n: int, cell_width: int, block_height: int, margin: int = 0) -> int:
+    """The number of columns whose grid of ``n`` cells is closest to square."""
+
+    def aspect_error(columns: int) -> float:
+        width, height = margin + columns * cell_width, math.ceil(n / columns) * block_height
+        return abs(math.log(width / height))
+
+    return min(range(1, n + 1), key=aspect_error)
+
+
+def _cells(images: np.ndarray, size: int) -> list[Image.Image]:
+    cells = [Image.fromarray(image) for image in images]
+    return [
+        cell.resize((size, size), Image.Resampling.LANCZOS) if cell.size != (size, size) else cell for cell in cells
+    ]
+
+
+def comparison_grid(
+    stimuli: np.ndarray, reconstructions: np.ndarray, trials: list[int] | None = None, title: str | None = None
+) -> np.ndarray:
     """uint8 (N, H, W, 3) stimuli and reconstructions -> one uint8 (rows, cols, 3) image.
 
-    Column i shows trial ``trials[i]``: its label on a white strip, the stimulus, then the
-    reconstruction, separated by ``GAP`` white pixels.
+    Trial ``trials[i]`` (default ``i``) is a column of a block: its number, its stimulus and below
+    it its reconstruction. Blocks stack down the grid; the number of columns makes the grid near
+    square. Cells are square, at most ``MAX_CELL`` pixels.
     """
     if stimuli.shape != reconstructions.shape or stimuli.ndim != 4:
         raise ValueError(
             f"stimuli {stimuli.shape} and reconstructions {reconstructions.shape} must both be (N, H, W, 3)"
         )
-    n, height, width, _ = stimuli.shape
-    trials = list(range(n)) if trials is None else trials
-    canvas = Image.new("RGB", (n * (width + GAP) - GAP, LABEL_HEIGHT + 2 * height + GAP), "white")
+    n = len(stimuli)
+    trials = list(range(n)) if trials is None else list(trials)
+    cell = min(max(stimuli.shape[1:3]), MAX_CELL)
+    font = _font(cell)
+    line = font.size + 6  # height of a text line
+    margin = line + 4  # the left column of row names, written upwards
+    block = line + 2 * (cell + GAP)
+    columns = near_square_columns(n, cell + GAP, block, margin)
+    head = line + 4 if title else 0
+    canvas = Image.new("RGB", (margin + columns * (cell + GAP), head + math.ceil(n / columns) * block), "white")
     draw = ImageDraw.Draw(canvas)
-    for column in range(n):
-        left = column * (width + GAP)
-        draw.text((left + 2, 1), f"trial {trials[column]}", fill="black")
-        canvas.paste(Image.fromarray(stimuli[column]), (left, LABEL_HEIGHT))
-        canvas.paste(Image.fromarray(reconstructions[column]), (left, LABEL_HEIGHT + height + GAP))
+    if title:
+        draw.text((margin, 2), title, fill="black", font=font)
+    rows = (_cells(stimuli, cell), _cells(reconstructions, cell))
+    for index in range(n):
+        top = head + (index // columns) * block
+        left = margin + (index % columns) * (cell + GAP)
+        draw.text((left + 2, top + 2), f"trial {trials[index]}", fill="dimgray", font=font)
+        for row, images in enumerate(rows):
+            canvas.paste(images[index], (left, top + line + row * (cell + GAP)))
+    for top in range(head, canvas.height, block):
+        for row, name in enumerate(ROW_NAMES):
+            _write_upwards(canvas, name, (2, top + line + row * (cell + GAP)), cell, font)
     return np.asarray(canvas)
+
+
+def _write_upwards(canvas: Image.Image, text: str, corner: tuple[int, int], length: int, font) -> None:
+    """``text`` rotated to read upwards, centred along ``length`` pixels below ``corner``."""
+    width = int(font.getlength(text)) + 2
+    label = Image.new("RGB", (width, font.size + 4), "white")
+    ImageDraw.Draw(label).text((1, 0), text, fill="black", font=font)
+    label = label.rotate(90, expand=True)
+    if label.height > length:  # a name longer than the cell: shrink it to fit
+        label = label.resize((max(1, label.width * length // label.height), length), Image.Resampling.LANCZOS)
+    canvas.paste(label, (corner[0], corner[1] + (length - label.height) // 2))

@@ -2,9 +2,9 @@
 
 Every generator is a ``torch.nn.Module`` whose ``forward(z)`` maps latents ``(N, latent_dim)``
 to images ``(N, 3, H, W)`` in roughly ``[-1, 1]`` (the PGGAN convention), and which exposes
-``latent_dim``. Two are provided: :mod:`hyperexp.generate.facesketch` (the cartoon-face
-stimulus model of the simulated experiment) and :mod:`hyperexp.generate.pggan` (the published
-PGGAN; its weight files are :mod:`hyperexp.generate.pggan_weights`).
+``latent_dim`` and ``image_size`` (H = W). Two are provided: :mod:`hyperexp.generate.facesketch`
+(the cartoon-face stimulus model of the simulated experiment) and :mod:`hyperexp.generate.pggan`
+(the published PGGAN; its weight files are :mod:`hyperexp.generate.pggan_weights`).
 
 :func:`render` is the only place where generator output becomes images: PNGs, grids and image
 metrics all use its quantised uint8 images.
@@ -17,6 +17,16 @@ import torch
 import torch.nn.functional as F
 
 from hyperexp.device import module_device
+from hyperexp.errors import InputError
+
+
+def check_precision(generator: torch.nn.Module) -> None:
+    """Half-precision generators (``generator.model.dtype``) are for CUDA: refuse one on another
+    device, e.g. built on a GPU and then moved to the CPU by ``trainer.device=cpu``."""
+    device = module_device(generator)
+    reduced = sorted({str(p.dtype).removeprefix("torch.") for p in generator.parameters()} - {"float32"})
+    if reduced and device.type != "cuda":
+        raise InputError(f"generator.model.dtype: {', '.join(reduced)} runs on CUDA only; the generator is on {device}")
 
 
 @torch.inference_mode()

@@ -67,6 +67,10 @@ class FaceSketch(nn.Module):
         self.register_buffer("grid_y", axis[:, None].expand(size, size).clone())
         self.register_buffer("grid_x", axis[None, :].expand(size, size).clone())
 
+    @property
+    def image_size(self) -> int:
+        return self.size
+
     def attributes(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (N, latent_dim) -> attribute values (N, 20), ~N(0, 1) for z ~ N(0, I)."""
         return z.to(self.projection.dtype) @ self.projection

@@ -26,6 +26,7 @@ NEGATIVE_SLOPE = 0.2
 PIXEL_NORM_EPS = 1e-8
 # (in, out) channels of the eight upsampling blocks, 4x4 -> 1024x1024.
 BLOCK_CHANNELS = ((512, 512), (512, 512), (512, 512), (512, 256), (256, 128), (128, 64), (64, 32), (32, 16))
+IMAGE_SIZE = 4 * 2 ** len(BLOCK_CHANNELS)
 
 
 def _inverse_rms(x: Tensor, eps: float) -> Tensor:
@@ -81,6 +82,7 @@ class PGGANGenerator(nn.Module):
     """PGGAN generator: latents (N, 512) -> images (N, 3, 1024, 1024) or a hidden layer."""
 
     latent_dim = LATENT_DIM
+    image_size = IMAGE_SIZE
 
     def __init__(self, channels_last: bool = True, tf32: bool = False) -> None:
         super().__init__()

@@ -12,8 +12,9 @@ from mlflow.store.entities import PagedList
 from hyperexp.errors import InputError
 from hyperexp.track.store import require_existing_store, store_errors
 
+CURVES = "learning/"  # the prefix of a run's per-epoch metrics (histories are keyed without it)
 LOSS_KEYS = ("train_loss", "test_loss")
-FINAL_PREFIX = "final/"
+FINAL_PREFIX = "test/"  # a run's end-of-run summary metrics (test/latent_similarity, ...)
 NO_GROUP = "(no group)"
 PAGE_SIZE = 500
 
@@ -25,7 +26,7 @@ class RunRecord:
     seed: int | None
     pool_size: int | None
     status: str
-    metrics: dict[str, float]  # final metrics, without the "final/" prefix
+    metrics: dict[str, float]  # end-of-run test metrics, without the "test/" prefix
     histories: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # key -> [(step, value)]
     run_name: str = ""
     start_time: int = 0
@@ -132,7 +133,7 @@ def collect_runs(
         records = sorted((r for r in records if r.run_id not in parents), key=lambda r: (r.start_time, r.run_id))
         for record in records:
             for key in histories:
-                points = sorted((m.step, m.value) for m in client.get_metric_history(record.run_id, key))
+                points = sorted((m.step, m.value) for m in client.get_metric_history(record.run_id, CURVES + key))
                 if points:
                     record.histories[key] = points
     return records

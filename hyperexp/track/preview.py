@@ -1,8 +1,10 @@
-"""What a run shows while it trains: every ``log_every`` epochs, the epochs' curves go to MLflow
-together with a grid of preview stimuli above their reconstructions and preview image metrics."""
+"""What a run shows while it trains: a grid of preview stimuli above their reconstructions at step 0
+(the untrained decoder) and every ``log_every`` epochs, with the epochs' curves and preview image
+metrics; one loss summary line per grid goes to the ``hyperexp.epochs`` log (``train.log``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -13,6 +15,16 @@ from hyperexp.evaluate.grids import comparison_grid
 from hyperexp.evaluate.metrics import image_metrics
 from hyperexp.generate import render
 from hyperexp.track.runs import JobRun
+
+# Per-epoch curves and the grid share one chart section, named so that MLflow (which orders named
+# sections alphabetically, before unnamed ones) shows it above the one-point summary sections (test/).
+CURVES = "learning/"
+GRID_KEY = CURVES + "reconstructions"  # the image card: a step slider over epochs
+epoch_log = logging.getLogger("hyperexp.epochs")
+
+
+def grid_title(epoch: int, epochs: int) -> str:
+    return "epoch 0: untrained decoder" if epoch == 0 else f"epoch {epoch} of {epochs}"
 
 
 class PreviewLogger:
@@ -28,14 +40,17 @@ class PreviewLogger:
     def log(self, epoch: int, history: History, predict) -> None:
         started = time.perf_counter()
         for index in range(self.logged_epochs, epoch):
-            self.metrics.add(history.at(index), index + 1)
+            self.metrics.add({CURVES + name: value for name, value in history.at(index).items()}, index + 1)
         self.logged_epochs = epoch
         with torch.no_grad():
             reconstructions = render(self.generator, predict(self.x), self.batch_size, self.size)
-        grid = comparison_grid(self.stimuli, reconstructions)
-        MlflowClient().log_image(self.metrics.run_id, grid, key="reconstructions", step=epoch)
+        grid = comparison_grid(self.stimuli, reconstructions, title=grid_title(epoch, history.epochs))
+        MlflowClient().log_image(self.metrics.run_id, grid, key=GRID_KEY, step=epoch)
         if len(reconstructions) >= 2:  # identification needs two trials
             preview = image_metrics(self.stimuli, reconstructions)
-            self.metrics.add({f"preview_{name}": value for name, value in preview.items()}, epoch)
+            self.metrics.add({f"{CURVES}preview_{name}": value for name, value in preview.items()}, epoch)
         self.metrics.flush()
+        if epoch > 0:
+            losses = ", ".join(f"{name} {value:.5g}" for name, value in history.at(epoch - 1).items())
+            epoch_log.info("epoch %d/%d: %s", epoch, history.epochs, losses)
         self.seconds += time.perf_counter() - started

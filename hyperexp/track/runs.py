@@ -9,28 +9,15 @@ import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
 
-from hyperexp.track.resume import checkpoint_of
+from hyperexp.track.resume import CONFIG_FILE, checkpoint_of
 from hyperexp.track.store import setup_experiment
 
 MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mapping -> {'a.b.c': 'value'} with string values, as MLflow params."""
-    flat: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
 
 
 class MetricBuffer:
@@ -78,15 +65,21 @@ def tracked_run(
     tags: Mapping[str, str],
     run_id: str | None = None,
     parent_run_id: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run that ends FINISHED on success, KILLED on Ctrl-C/SIGTERM (raised as
     KeyboardInterrupt) and FAILED on any other exception, with the traceback logged.
-    ``run_id`` continues an existing run (resume); ``parent_run_id`` makes it a child run."""
+    ``run_id`` continues an existing run (resume); ``parent_run_id`` makes it a child run;
+    ``system_metrics``: MLflow samples CPU, memory (and GPU) use into ``system/*`` while it runs."""
     if run_id is not None:
-        run = mlflow.start_run(run_id=run_id, tags=dict(tags))
+        run = mlflow.start_run(run_id=run_id, tags=dict(tags), log_system_metrics=system_metrics)
     else:
         run = mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id
+            experiment_id=experiment_id,
+            run_name=run_name,
+            tags=dict(tags),
+            parent_run_id=parent_run_id,
+            log_system_metrics=system_metrics,
         )
     try:
         yield run
@@ -113,15 +106,16 @@ class JobRun:
 
 
 @contextlib.contextmanager
-def job_run(
-    tracking, name: str, tags: Mapping[str, str], params: Mapping[str, str], resume: str | None, parent_run_id=None
-) -> Iterator[JobRun]:
-    """Open (or, with ``resume``, continue) this job's run in ``tracking``'s store and experiment;
-    a new run gets ``params``, a continued one must have been made with the same ones."""
+def job_run(tracking, job, resume: str | None) -> Iterator[JobRun]:
+    """Open (or, with ``resume``, continue) the run of ``job`` (a naming.JobIdentity) in
+    ``tracking``'s store and experiment; a new run gets the job's params and its whole config as
+    ``config.yaml``, a continued one must have been made with the same config."""
     experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
-    state = checkpoint_of(resume, params) if resume else None
-    with tracked_run(experiment_id, name, tags, run_id=resume, parent_run_id=parent_run_id) as active:
+    state = checkpoint_of(resume, job.config) if resume else None
+    system_metrics = tracking.get("system_metrics", False)
+    with tracked_run(experiment_id, job.name, job.tags, resume, job.parent_run_id, system_metrics) as active:
         run_id = active.info.run_id
         if state is None:
-            log_params(run_id, params)
+            log_params(run_id, job.params)
+            MlflowClient().log_dict(run_id, job.config, CONFIG_FILE)
         yield JobRun(run_id, MetricBuffer(run_id), state)

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from hyperexp.errors import InputError
+from hyperexp.track.experiment import present_experiment
 
 SQLITE_PREFIX = "sqlite:///"
 SERVER_PREFIXES = ("http://", "https://", "databricks")  # stores that choose their own artifact location
@@ -80,7 +81,9 @@ def setup_experiment(uri: str, experiment: str, artifact_root: str | None = None
     mlflow.set_tracking_uri(uri)
     path = sqlite_path(uri)
     with store_errors(uri), FileLock(f"{path}.lock") if path else contextlib.nullcontext():
-        return _get_or_create_experiment(uri, experiment, artifact_root)
+        experiment_id = _get_or_create_experiment(uri, experiment, artifact_root)
+        present_experiment(MlflowClient(uri), experiment_id, own_store=path is not None)
+        return experiment_id
 
 
 def _get_or_create_experiment(uri: str, experiment: str, artifact_root: str | None) -> str:

@@ -28,6 +28,8 @@ from hyperexp.atomic import atomic_write
 from hyperexp.report.queries import collect_runs
 from hyperexp.report.trials import load_trials
 from hyperexp.report.write import log_report_to_run, write_report
+from hyperexp.track.group_summary import log_group_summary, log_study_result
+from hyperexp.track.runs import log_params
 from hyperexp.track.store import setup_experiment
 
 log = logging.getLogger("hyperexp")
@@ -36,6 +38,7 @@ SWEEP_FILE = "mlflow_sweep.json"
 PARENT_FILE = "mlflow_parent_run.txt"  # the parent run id alone, for tools that want just that
 FAILED_FILE = "job_failed.json"  # written into a job's folder when it fails
 SEED_KEYS = ("trainer.seed", "seed", "data.simulation.seed")  # replicates, not conditions
+MAX_NAME_LENGTH = 250
 NO_SWEEP = {"sweep": "none"}  # the tags of a single run
 
 
@@ -52,6 +55,16 @@ def job_group(job_overrides: list[str], keys: list[str]) -> str:
     chosen = {o.get_key_element(): o.value() for o in parser.parse_overrides(list(job_overrides))}
     parts = [f"{key}={chosen[key]}" for key in keys if key in chosen and key not in SEED_KEYS]
     return ",".join(parts) or "all"
+
+
+def sweep_name(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> tuple[str, dict[str, str]]:
+    """A sweep's parent run name, its sweeping overrides (``data=subject1,subject2 trainer.seed=0,1``),
+    and the swept keys with the values they take, as the parent's params."""
+    parser = OverridesParser.create()
+    overrides = [o for o in parser.parse_overrides(list(task_overrides)) if o.is_sweep_override()]
+    swept = {o.get_key_element(): o.input_line.split("=", 1)[1] for o in overrides}
+    swept.update({str(key): str(value) for key, value in (sweeper_params or {}).items() if key not in swept})
+    return " ".join(f"{key}={value}" for key, value in swept.items())[:MAX_NAME_LENGTH] or "sweep", swept
 
 
 def read_sweep_file(sweep_dir: str | Path) -> dict | None:
@@ -112,13 +125,17 @@ class MlflowSweepCallback(Callback):
         tracking = config.tracking
         experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
         sweep_id = str(sweep_dir)
-        keys = swept_keys(list(config.hydra.overrides.task), dict(config.hydra.sweeper.get("params") or {}))
-        parent = MlflowClient().create_run(
-            experiment_id,
-            run_name=f"sweep {sweep_dir.name}",
-            tags={"sweep": sweep_id, "sweep_role": "parent", "swept_keys": ",".join(keys)},
+        task, sweeper_params = list(config.hydra.overrides.task), dict(config.hydra.sweeper.get("params") or {})
+        keys = swept_keys(task, sweeper_params)
+        name, swept = sweep_name(task, sweeper_params)
+        tags = {"sweep": sweep_id, "sweep_role": "parent", "swept_keys": ",".join(keys)}
+        tags["mlflow.note.content"] = (
+            f"`{' '.join(['python -m hyperexp.train -m', *task])}`\n\nSweep folder: `{sweep_id}`"
         )
+        tags.update({str(key): str(value) for key, value in (tracking.get("tags") or {}).items()})
+        parent = MlflowClient().create_run(experiment_id, run_name=name, tags=tags)
         parent_id = parent.info.run_id
+        log_params(parent_id, swept)
         record = {"parent_run_id": parent_id, "sweep": sweep_id, "swept_keys": keys, "experiment_id": experiment_id}
         atomic_write(sweep_dir / SWEEP_FILE, json.dumps(record, indent=2).encode())
         atomic_write(sweep_dir / PARENT_FILE, f"{parent_id}\n".encode())
@@ -140,6 +157,8 @@ class MlflowSweepCallback(Callback):
             baseline = config.get("report", {}).get("baseline")
             paths = write_report(records, trials, sweep_dir, baseline=baseline, appendix=failed_jobs_section(failures))
             log_report_to_run(parent_id, paths)
+            log_group_summary(parent_id, records)
+            log_study_result(parent_id, sweep_dir)
             log.info("sweep report: %s", paths["markdown"])
         except Exception as error:  # the sweep's results stay in MLflow; say why the report is missing
             log.error("sweep report failed: %s: %s", type(error).__name__, error)

@@ -1,0 +1,27 @@
+"""The run's data as MLflow dataset inputs (the runs table's Dataset column): per split the
+responses as features and the latents as targets, with an exact digest and the subjects' folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+
+from hyperexp.data.cache import content_key
+from hyperexp.data.variants import DecodingData
+
+CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}
+
+
+def log_datasets(data: DecodingData) -> None:
+    """One dataset input per split of ``data``, in the active run (training first: the UI lists it)."""
+    source = None
+    if data.files:  # a local source named directly (resolving a path finds MLflow's local source twice)
+        folder = str(Path(data.files[0]).parent.resolve())
+        source = get_dataset_source_from_json(json.dumps({"uri": folder}), source_type="local")
+    for split, (x, t) in data.splits().items():
+        digest = content_key([x, t])[:16]
+        dataset = mlflow.data.from_numpy(x, targets=t, source=source, name=data.name, digest=digest)
+        mlflow.log_input(dataset, context=CONTEXTS[split])

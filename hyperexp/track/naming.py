@@ -1,0 +1,113 @@
+"""What a run is called and says about itself: its name, description, tags and params.
+
+A run's name says what tells it apart: the data, the decoder, the seed, then (in a sweep) its
+values of the other swept keys or (alone) the other settings given on the command line, e.g.
+``hyperaligned·adam·s0`` or ``subject1·adam·s0·optimizer.lr=0.001``. Its params are few, so that
+the UI's image cards (which print every param under the run's name) show the image: the config
+choices, the settings that usually differ, and every key given on the command line; the full
+resolved config is the run's ``config.yaml``. Its description (``mlflow.note.content``) is the
+command that repeats it, and ``tracking.note``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from hyperexp.track.resume import flatten
+from hyperexp.track.runs import git_commit
+from hyperexp.track.sweep import read_sweep_file, sweep_membership
+
+SEPARATOR = "·"
+CHOICE_PARAMS = ("experiment", "hparams_search", "data", "decoder", "trainer", "generator")
+KEY_PARAMS = ("data.subjects", "data.protocol", "decoder.optimizer.lr", "decoder.optimizer.weight_decay")
+KEY_PARAMS += ("trainer.epochs", "trainer.seed")
+SET_ONLY_PARAMS = ("data.n_subjects", "data.validation_trials", "trainer.feature_loss.weight")  # when not 0/None
+IN_NAME = ("data", "decoder", "trainer.seed", "data.n_subjects")  # keys the name's first parts show
+NOT_SETTINGS = ("hydra", "tracking", "trainer.progress", "trainer.resume")  # overrides that change no result
+NOTE_TAG = "mlflow.note.content"
+
+
+@dataclass
+class JobIdentity:
+    """A job's run before it exists: ``params`` are the curated ones, ``config`` the whole resolved
+    config (logged as ``config.yaml``; a resumed run must match it)."""
+
+    name: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    config: dict[str, Any]
+    parent_run_id: str | None = None
+
+
+def _overrides(texts: Iterable[str]) -> list:
+    """The parsed overrides that set a value (``~key`` deletions left out)."""
+    return [o for o in OverridesParser.create().parse_overrides(list(texts)) if not o.is_delete()]
+
+
+def _is_setting(key: str) -> bool:
+    return not any(key == prefix or key.startswith(prefix + ".") for prefix in NOT_SETTINGS)
+
+
+def short_key(key: str) -> str:
+    """``decoder.optimizer.lr`` -> ``optimizer.lr``: the key without its config group."""
+    return key.split(".", 1)[1] if "." in key else key
+
+
+def _text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def job_identity(cfg: DictConfig, hydra_config: DictConfig | None, data, decoder_choice: str, output_dir: Path):
+    """Name, tags, params and config of the run of a job on ``data`` (a DecodingData)."""
+    task = list(hydra_config.overrides.task) if hydra_config is not None else []
+    choices = dict(hydra_config.runtime.choices) if hydra_config is not None else {}
+    sweep_tags, parent_id = sweep_membership(hydra_config)
+    swept = read_sweep_file(hydra_config.sweep.dir)["swept_keys"] if parent_id else None
+    first = [data.name, decoder_choice, f"s{cfg.trainer.seed}"]
+    name = cfg.tracking.run_name or SEPARATOR.join(first + name_extras(cfg, choices, task, swept))
+
+    description = f"`{' '.join(['python -m hyperexp.train', *task])}`"  # the command that repeats the job
+    if parent_id:
+        description += f"\n\nJob {sweep_tags['job']} of the sweep in `{sweep_tags['sweep']}`."
+    if cfg.tracking.get("note"):
+        description += f"\n\n{cfg.tracking.note}"
+    tags = {**data.tags(), **sweep_tags, "seed": str(cfg.trainer.seed), "output_dir": str(output_dir)}
+    tags["mlflow.source.git.commit"] = git_commit(Path(__file__).parent)  # MLflow's own tag: the UI shows it
+    tags.update({str(key): str(value) for key, value in (cfg.tracking.get("tags") or {}).items()})
+    tags[NOTE_TAG] = description
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return JobIdentity(name, tags, curated_params(config, choices, task), config, parent_id)
+
+
+def name_extras(cfg: DictConfig, choices: dict, task: list[str], swept: list[str] | None) -> list[str]:
+    """The name's parts after data, decoder and seed: a sweep job's values of the other swept keys
+    (``swept``), or a single run's other settings from the command line."""
+    extras = []
+    for override in _overrides(task):
+        key = override.key_or_group
+        if key in IN_NAME or not _is_setting(key) or (swept is not None and key not in swept):
+            continue
+        if key in choices:
+            extras.append(str(choices[key]))
+        else:
+            extras.append(f"{short_key(key)}={_text(OmegaConf.select(cfg, key, default=override.value()))}")
+    return extras
+
+
+def curated_params(config: dict, choices: dict, task: list[str]) -> dict[str, str]:
+    """The config choices, the settings that usually differ, and every setting on the command line."""
+    flat = flatten(config)
+    params = {key: str(choices[key]) for key in CHOICE_PARAMS if choices.get(key) is not None}
+    params.update({key: flat[key] for key in KEY_PARAMS if key in flat})
+    params.update({key: flat[key] for key in SET_ONLY_PARAMS if flat.get(key) not in (None, "None", "0", "0.0")})
+    for override in _overrides(task):
+        key = override.key_or_group
+        if _is_setting(key) and key in flat:
+            params[key] = flat[key]
+    return params
