@@ -161,7 +161,7 @@ def test_sigint_ends_the_run_killed_and_resume_matches_an_uninterrupted_run(tmp_
     assert np.array_equal(resumed_latents, straight_latents)
 
 
-def test_resume_refuses_a_different_config(tmp_path):
+def test_resume_refuses_a_finished_run(tmp_path):
     first = run_cli(*TINY, "trainer.checkpoint_every=4", "hydra.run.dir=first", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     (run,) = runs_of(store(tmp_path))
@@ -173,8 +173,11 @@ def test_resume_refuses_a_different_config(tmp_path):
         "hydra.run.dir=second",
         cwd=tmp_path,
     )
-    assert result.returncode == 1
-    assert "config differs from the run's in trainer.seed" in result.stderr
+    assert result.returncode == 1  # a KILLED run with a different config: tests/bad_input_cases.py
+    assert (
+        result.stderr
+        == f"hyperexp: error: trainer.resume={run.info.run_id}: that run is FINISHED; there is nothing to continue\n"
+    )
 
 
 def _open_fresh_store(folder: str) -> str:
