@@ -1,8 +1,9 @@
 """Files a run leaves in MLflow: the reconstructions as the published code saves them, a grid of
 all test trials, the loss curve, the predicted latents, the per-trial metrics and the attribute correlations.
 
-They are written to a staging folder that is uploaded and then removed (:func:`staged_artifacts`):
-a run's artifacts live in MLflow only; Hydra's output folder keeps the log and the checkpoints.
+They are written to a staging folder in the run's outbox that is uploaded and then removed
+(:func:`staged_artifacts`): a run's artifacts live in MLflow only; Hydra's output folder keeps the
+log and the checkpoints.
 """
 
 from __future__ import annotations
@@ -17,20 +18,21 @@ import matplotlib
 matplotlib.use("Agg")  # headless: figures are only written to files
 import matplotlib.pyplot as plt
 import numpy as np
-from mlflow import MlflowClient
 from PIL import Image
 
 from hyperexp.atomic import atomic_path
 from hyperexp.decode import History
 from hyperexp.evaluate.grids import comparison_grid
+from hyperexp.track.outbox import Outbox
 
 
 @contextlib.contextmanager
-def staged_artifacts(run_id: str) -> Iterator[Path]:
-    """A temporary folder whose files become the run's artifacts when the block ends."""
-    with tempfile.TemporaryDirectory(prefix="hyperexp-artifacts-") as folder:
-        yield Path(folder)
-        MlflowClient().log_artifacts(run_id, folder)
+def staged_artifacts(outbox: Outbox) -> Iterator[Path]:
+    """A folder whose files become the run's artifacts when the block ends. It lives in the run's
+    outbox, which removes it once the store has them (or keeps it for ``track sync``)."""
+    folder = Path(tempfile.mkdtemp(prefix="artifacts-", dir=outbox.folder))
+    yield folder
+    outbox.log_artifacts(folder)
 
 
 def save_png(array: np.ndarray, path: Path) -> Path:

@@ -8,6 +8,8 @@ Groups that build something name their factory in ``_target_`` (built with ``ins
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +17,14 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from hyperexp.data.simulate import Simulation
-from hyperexp.errors import InputError
+from hyperexp.data.variants import PROTOCOLS, VARIANTS
+from hyperexp.errors import InputError, UsageError
 
 MAX_EPOCHS = 1_000_000  # per-epoch metrics are preallocated; beyond this is a typo, not a schedule
+MIN_PREVIEW_SIZE = 7  # SSIM's window: smaller preview images cannot be scored
 
 
 def _check_positive(group: str, **values: int) -> None:
@@ -48,6 +53,14 @@ class DataConfig:
     max_bytes: int = 4 * 2**30  # the most array data one subject's file may declare (bytes)
     validation_trials: int = 0  # the last N training trials, held out: what hparams_search optimises
     simulation: Simulation = field(default_factory=Simulation)
+
+    def __post_init__(self) -> None:
+        _check_choice("data.variant", self.variant, VARIANTS)
+        _check_choice("data.protocol", self.protocol, PROTOCOLS)
+        _check_choice("data.source", self.source, ("simulated", "files"))
+        if self.source == "files" and self.root is None:
+            raise InputError("data.root: data.source=files needs data.root=/folder/with/data_k.dat")
+        _check_positive("data", max_bytes=self.max_bytes)
 
 
 @dataclass
@@ -81,7 +94,11 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         _check_positive("trainer", epochs=self.epochs, batch_size=self.batch_size, log_every=self.log_every)
-        _check_positive("trainer", preview_trials=self.preview_trials, preview_size=self.preview_size or 1)
+        _check_positive("trainer", preview_trials=self.preview_trials)
+        if self.preview_size is not None and self.preview_size < MIN_PREVIEW_SIZE:
+            raise InputError(
+                f"trainer.preview_size: at least {MIN_PREVIEW_SIZE} (SSIM's window), got {self.preview_size}"
+            )
         if self.epochs > MAX_EPOCHS:
             raise InputError(f"trainer.epochs: at most {MAX_EPOCHS:,}, got {self.epochs:,}")
         if self.checkpoint_every < 0:
@@ -120,6 +137,11 @@ class TrackingConfig:
     note: str | None = None  # added to the run's description
     tags: dict[str, str] = field(default_factory=dict)  # extra run tags: tracking.tags.idea=wider_pool
     system_metrics: bool = True  # MLflow samples CPU, memory and GPU use into system/*
+    outage_wait_s: float = 120.0  # at the end of a run, how long to wait for an unreachable store
+
+    def __post_init__(self) -> None:
+        if not self.outage_wait_s >= 0:
+            raise InputError(f"tracking.outage_wait_s: must be >= 0, got {self.outage_wait_s}")
 
 
 @dataclass
@@ -141,13 +163,37 @@ class Config:
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore (``conf/config.yaml`` lists ``base_config`` first)."""
+    """Put the schemas into Hydra's ConfigStore (``conf/config.yaml`` lists ``base_config`` first),
+    and ``${pid:}`` for run folders that no two processes share (``hydra.run.dir``)."""
     ConfigStore.instance().store(name="base_config", node=Config)
+    OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True, replace=True)
+
+
+def _added_keys(node: DictConfig) -> list[str]:
+    """Keys a ``+key=value`` override added to a typed group, which its dataclass would drop."""
+    schema = OmegaConf.get_type(node)
+    known = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    added = []
+    for key in node.keys():
+        if known is not None and key not in known:
+            added.append(node._get_full_key(key))
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            added += _added_keys(child)
+    return added
 
 
 def validated(node: DictConfig) -> Any:
-    """A composed group as its dataclass, with ranges and choices checked (InputError otherwise)."""
-    return OmegaConf.to_object(node)
+    """A composed config (or group) as its dataclass, with interpolations resolved and ranges,
+    choices and keys checked: InputError otherwise, naming the key."""
+    added = _added_keys(node)
+    if added:
+        raise UsageError(f"{added[0]}: no such config key")
+    try:
+        return OmegaConf.to_object(node)
+    except OmegaConfBaseException as error:
+        problem = str(error.msg).strip().splitlines()[0]
+        raise InputError(f"{error.full_key or 'config'}: {problem}") from None
 
 
 def build(node: DictConfig, **kwargs) -> Any:

@@ -13,16 +13,15 @@ import sys
 from pathlib import Path
 
 import hydra
-import mlflow
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from mlflow import MlflowClient
-from mlflow.entities import RunTag
 from omegaconf import DictConfig
 
 from hyperexp.artifacts import save_attribute_correlations, save_final_artifacts, save_per_trial, staged_artifacts
+from hyperexp.cli import fail, run_app
 from hyperexp.config import build, validated
+from hyperexp.data import DataShape, planned_shape
 from hyperexp.decode import FitContext, History, StopRequested
 from hyperexp.decode.checkpoints import Checkpoints
 from hyperexp.decode.losses import training_objective
@@ -32,6 +31,7 @@ from hyperexp.evaluate import EpochMetrics
 from hyperexp.evaluate.convergence import tail_drop
 from hyperexp.evaluate.trials import PER_TRIAL_FILE, stimulus_set_key
 from hyperexp.generate import check_precision, render
+from hyperexp.preflight import check_before_work
 from hyperexp.signals import GracefulStop
 from hyperexp.threads import apply_thread_budget, thread_budget
 from hyperexp.track.datasets import log_datasets
@@ -39,7 +39,7 @@ from hyperexp.track.model import log_decoder_model
 from hyperexp.track.naming import job_identity
 from hyperexp.track.preview import PreviewLogger
 from hyperexp.track.resume import tag_checkpoint
-from hyperexp.track.runs import JobRun, job_run
+from hyperexp.track.runs import JobRun, job_run, last_run_id
 from hyperexp.track.sweep import record_failed_job
 
 log = logging.getLogger("hyperexp")
@@ -49,30 +49,32 @@ ATTRIBUTE_PREFIX = "attr_r/"  # per-attribute correlations from Evaluation: a ta
 def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = None, stop=lambda: False) -> float | None:
     """One job; returns the final validation loss (what ``hparams_search`` minimises; never a test
     metric), or None without a validation split (``data.validation_trials``)."""
-    settings = validated(cfg.trainer)
+    config = validated(cfg)  # every group's types, ranges and choices
+    settings = config.trainer
     threads = thread_budget(settings.threads, hydra_config)
     apply_thread_budget(threads)
     device = resolve_device(settings.device)
-    data = build(cfg.data, device=device)
     decoder = build(cfg.decoder)
     generator = build(cfg.generator.model).to(device).eval()
     evaluation = build(cfg.evaluate)
     context = FitContext(settings, loss=training_objective(generator, settings), stop_requested=stop)
-    check_parts_agree(data, decoder, generator, evaluation, context)
+    check_parts_agree(planned_shape(**vars(config.data)), decoder, generator, evaluation, context)
+    check_before_work(cfg, output_dir)  # the store, where it writes, what it resumes: before anything is written
+    data = build(cfg.data, device=device)
     splits = {name: tuple(torch.as_tensor(a, device=device) for a in rows) for name, rows in data.splits().items()}
     (x_train, t_train), (x_test, t_test) = splits.pop("train"), splits["test"]  # splits: the held-out rows
 
     job = job_identity(cfg, hydra_config, data, decoder_choice(hydra_config, decoder), output_dir)
     job.tags["threads"] = str(threads)
     job.tags["test_set"] = stimulus_set_key(data.t_test)  # runs with equal keys pair trial by trial in reports
-    with job_run(cfg.tracking, job, settings.resume) as run_:
+    with job_run(cfg.tracking, job, settings.resume, output_dir) as run_:
         log.info("MLflow run %s (%s) in experiment '%s'", run_.run_id, job.name, cfg.tracking.experiment)
         log_datasets(data)
         shown, batch_size = slice(0, settings.preview_trials), cfg.generator.batch_size
         context.resume_from = run_.resume_from
         context.monitor = EpochMetrics(splits)
         context.logger = PreviewLogger(run_, generator, x_test[shown], t_test[shown], batch_size, settings.preview_size)
-        tag = functools.partial(tag_checkpoint, run_.run_id)
+        tag = functools.partial(tag_checkpoint, run_.outbox)
         context.checkpoints = Checkpoints(output_dir / "checkpoints" / "last.pt", settings.checkpoint_every, tag)
         history = decoder.fit(x_train, t_train, context)
         warn_if_still_falling(history)
@@ -81,7 +83,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
             predicted = decoder.predict(x_test)
         stimuli, reconstructions = (render(generator, z, batch_size) for z in (t_test, predicted))
         results = evaluation(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator)
-        with staged_artifacts(run_.run_id) as folder:
+        with staged_artifacts(run_.outbox) as folder:
             record_results(run_, folder, results, history, decoder.fitted_summary(), context.logger.seconds)
             save_final_artifacts(folder, stimuli, reconstructions, predicted, history)
             trials = evaluation.per_trial(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions)
@@ -106,7 +108,7 @@ def record_results(job: JobRun, folder: Path, results: dict, history: History, f
     job.metrics.add({f"decoder/{key}": value for key, value in fitted.items()}, step)
     job.metrics.flush()
     timing = {"fit_seconds": history.seconds, "logging_seconds": logging_s}
-    MlflowClient().log_batch(job.run_id, tags=[RunTag(key, f"{value:.1f}") for key, value in timing.items()])
+    job.outbox.log_batch(tags=[(key, f"{value:.2f}") for key, value in timing.items()])
     if correlations:
         save_attribute_correlations(folder, correlations)
 
@@ -129,17 +131,16 @@ def warn_if_still_falling(history: History) -> None:
         )
 
 
-def check_parts_agree(data, decoder, generator, evaluation, context: FitContext) -> None:
-    """Refuse parts that cannot work together, before any MLflow run exists."""
-    latent_dim = data.t_train.shape[1]
-    if generator.latent_dim != latent_dim:
-        raise InputError(f"generator.model: takes {generator.latent_dim}-d latents, the data have {latent_dim}-d")
-    if len(data.x_test) < 2:
-        raise InputError(f"data: the metrics need at least 2 test trials, got {len(data.x_test)}")
+def check_parts_agree(data: DataShape, decoder, generator, evaluation, context: FitContext) -> None:
+    """Refuse parts that cannot work together, before any data are made or any MLflow run exists."""
+    if generator.latent_dim != data.latent_dim:
+        raise InputError(f"generator.model: takes {generator.latent_dim}-d latents, the data have {data.latent_dim}-d")
+    if data.n_test < 2:
+        raise InputError(f"data: the metrics need at least 2 test trials, got {data.n_test}")
     check_precision(generator)
-    evaluation.check_latent_dim(latent_dim)
+    evaluation.check_latent_dim(data.latent_dim)
     evaluation.check_image_size(generator.image_size)
-    decoder.check_fits(len(data.x_train), context)
+    decoder.check_fits(data.n_train, context)
 
 
 def decoder_choice(hydra_config: DictConfig | None, decoder) -> str:
@@ -148,7 +149,8 @@ def decoder_choice(hydra_config: DictConfig | None, decoder) -> str:
     return choices.get("decoder") or type(decoder).__name__
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# An absolute path: the app finds conf/ when run as a module's function too (tests, other entry points).
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "conf"), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
@@ -156,14 +158,12 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg, output_dir, hydra_config, stop=GracefulStop().install())
     except StopRequested as stopped:
-        last = mlflow.last_active_run()
-        run_id = last.info.run_id if last else "<run id>"
+        run_id = last_run_id() or "<run id>"
         print(f"hyperexp: stopped after epoch {stopped.epoch}; continue with trainer.resume={run_id}", file=sys.stderr)
         sys.exit(130)
     except Exception as error:
         if not multirun and isinstance(error, InputError):
-            print(f"hyperexp: error: {error}", file=sys.stderr)
-            sys.exit(1)
+            fail(error)
         if not multirun:
             raise  # a bug: keep the traceback
         # A sweep records the failure and goes on; its end reports every failed job.
@@ -173,4 +173,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

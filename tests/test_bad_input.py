@@ -1,219 +1,96 @@
-"""Table-driven: every kind of bad input gives one clear line naming the file or key and the
-problem, before any MLflow run or output file exists. The table runs in-process; a few rows also
-run through the real CLI, where the exit code and the printed line are what is tested."""
+"""The bad-input table (tests/bad_input_cases.py), row by row through the entry point: one line
+``hyperexp: error: <key or file>: <problem>``, the row's exit code, no MLflow run, and no file
+but Hydra's own config snapshot. Rows run in this process (the Hydra app with its command line);
+a few also run as a new user would, in a subprocess, where the whole of stderr is checked."""
 
 from __future__ import annotations
 
+import hashlib
 import os
-import pickle
+import signal
+import sys
+import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-from hyperexp.data.files import SubjectData, save_subject_dat
-from hyperexp.errors import InputError
-from tests.conftest import run_cli, run_in_process, runs_of, store
-from tests.feature_networks import IGNORE_JIT_DEPRECATION, GreyscaleOnly, OneNumberPerBatch, save_scripted
-from tests.mxnet_files import save_params
-
-BASE = ["experiment=smoke", "trainer.progress=false", "trainer.epochs=2", "trainer.log_every=1"]
-
-
-def subject(seed=0, n_train=40, n_test=6, voxels=64, dim=512, latents_seed=0):
-    rng, latents = np.random.default_rng(seed), np.random.default_rng(latents_seed)
-    return SubjectData(
-        rng.standard_normal((n_train, voxels), dtype=np.float32),
-        latents.standard_normal((n_train, dim), dtype=np.float32),
-        rng.standard_normal((n_test, voxels), dtype=np.float32),
-        latents.standard_normal((n_test, dim), dtype=np.float32),
-    )
-
-
-class Malicious:
-    def __reduce__(self):
-        return (os.system, ("touch pwned",))
-
-
-def good_folder(root: Path) -> list[str]:
-    for k in (1, 2):
-        save_subject_dat(root / "data" / f"data_{k}.dat", subject(seed=k))
-    return ["data.source=files", f"data.root={root / 'data'}"]
-
-
-def write(root: Path, name: str, payload: bytes) -> None:
-    (root / "data").mkdir(exist_ok=True)
-    (root / "data" / name).write_bytes(payload)
-
-
-def case_missing_folder(root):
-    return ["data.source=files", f"data.root={root / 'nowhere'}"], "data folder does not exist"
-
-
-def case_missing_file(root):
-    return [*good_folder(root), "data=subject", "data.subjects=[3]"], "data_3.dat: no such data file"
-
-
-def case_truncated_pickle(root):
-    args = good_folder(root)
-    path = root / "data" / "data_1.dat"
-    path.write_bytes(path.read_bytes()[:500])
-    return args, "data_1.dat: not a readable data pickle"
-
-
-def case_malicious_pickle(root):
-    args = good_folder(root)
-    write(root, "data_1.dat", pickle.dumps((Malicious(), [], [], [])))
-    return args, "refused to unpickle global"
-
-
-def case_wrong_tuple_length(root):
-    args = good_folder(root)
-    write(root, "data_1.dat", pickle.dumps((np.zeros((3, 4)),) * 3))
-    return args, "expected a tuple (X_tr, T_tr, X_te, T_te), got 3"
-
-
-def case_trial_counts_differ_across_subjects(root):
-    args = good_folder(root)
-    save_subject_dat(root / "data" / "data_2.dat", subject(seed=2, n_train=39))
-    return [*args, "data=average"], "39 train trials, but"
-
-
-def case_latents_differ_across_subjects(root):
-    args = good_folder(root)
-    save_subject_dat(root / "data" / "data_2.dat", subject(seed=2, latents_seed=9))
-    return [*args, "data=hyperaligned"], "latents differ"
-
-
-def case_wrong_latent_size(root):
-    save_subject_dat(root / "data" / "data_1.dat", subject(dim=64))
-    return [
-        "data.source=files",
-        f"data.root={root / 'data'}",
-    ], "generator.model: takes 512-d latents, the data have 64-d"
-
-
-def case_nan(root):
-    args = good_folder(root)
-    bad = subject(seed=1)
-    bad.x_test[2, 5] = np.nan
-    save_subject_dat(root / "data" / "data_1.dat", bad)
-    return args, "x_test has 1 non-finite values"
-
-
-def case_corrupt_params(root):
-    path = root / "generator.params"
-    save_params(path, {"1.weight": np.zeros((8192, 512), np.float32)})
-    path.write_bytes(path.read_bytes()[:100000])
-    return ["generator=pggan", f"generator.model.weights={path}"], "generator.params"
-
-
-def case_mismatched_params(root):
-    path = root / "generator.params"
-    save_params(path, {"1.weight": np.zeros((4, 4), np.float32)})
-    return ["generator=pggan", f"generator.model.weights={path}"], "generator.params"
-
-
-def case_no_generator_weights(root):
-    return ["generator=pggan"], "generator.model.weights"
-
-
-def case_bfloat16_generator_on_the_cpu(root):
-    args = ["generator=pggan", "generator.model.random_init=true", "generator.model.dtype=bfloat16"]
-    return [*args, "generator.model.device=cpu"], "CUDA-only options; on cpu use float32"
-
-
-def case_missing_feature_network(root):
-    return [f"evaluate.feature_extractor={root / 'vggface.pt'}"], "vggface.pt: no such feature extractor file"
-
-
-def case_corrupt_feature_network(root):
-    path = save_scripted(GreyscaleOnly(), root / "vggface.pt")
-    path.write_bytes(path.read_bytes()[:300])
-    return [f"evaluate.feature_extractor={path}"], "vggface.pt: not a loadable TorchScript network"
-
-
-def case_feature_network_that_cannot_take_rgb_images(root):
-    path = save_scripted(GreyscaleOnly(), root / "vggface.pt")
-    expected = "vggface.pt: the feature network fails on float32 (B, 3, 128, 128) images in [0, 1] (RuntimeError: "
-    return [f"evaluate.feature_extractor={path}"], expected
-
-
-def case_feature_network_without_per_image_features(root):
-    path = save_scripted(OneNumberPerBatch(), root / "vggface.pt")
-    return [f"evaluate.feature_extractor={path}"], "vggface.pt: the feature network must return (B, ...) features"
-
-
-def boundaries(root: Path, **arrays: np.ndarray) -> list[str]:
-    for name, array in arrays.items():
-        np.save(root / f"{name}.npy", array)
-    return [f"evaluate.attribute_boundaries=[{','.join(str(root / f'{name}.npy') for name in arrays)}]"]
-
-
-def case_missing_boundary(root):
-    args = boundaries(root, smile=np.ones(512))
-    return [args[0].replace("smile", "age")], "age.npy: cannot read as an attribute boundary .npy"
-
-
-def case_corrupt_boundary(root):
-    args = boundaries(root, smile=np.ones(512))
-    (root / "smile.npy").write_bytes((root / "smile.npy").read_bytes()[:200])
-    return args, "smile.npy: cannot read as an attribute boundary .npy"
-
-
-def case_boundary_of_the_wrong_length(root):
-    return boundaries(root, smile=np.ones(512), age=np.ones(511)), "boundaries differ in length [511, 512]"
-
-
-def case_boundaries_of_another_latent_space(root):
-    return boundaries(root, smile=np.ones(256)), "attribute_boundaries: boundaries are 256-d, latents 512-d"
-
-
-def case_boundary_holding_several_rows(root):
-    return boundaries(root, smile=np.ones((2, 512))), "smile.npy: a boundary must have shape (D,) or (1, D)"
-
-
-def case_zero_epochs(root):
-    return ["trainer.epochs=0"], "trainer.epochs: must be >= 1, got 0"
-
-
-def case_negative_batch_size(root):
-    return ["trainer.batch_size=-3"], "trainer.batch_size: must be >= 1, got -3"
-
-
-def case_batch_larger_than_training_set(root):
-    return ["trainer.batch_size=100000"], "trainer.batch_size: 100000 is larger than the training set"
-
-
-def case_unwritable_runs(root):
-    (root / "runs").write_text("a file where the store's folder should be")
-    return [], "cannot create the tracking store's folder"
-
-
-CASES = {name[5:]: case for name, case in globals().items() if name.startswith("case_")}
-
-
-@IGNORE_JIT_DEPRECATION
-@pytest.mark.parametrize("name", CASES)
-def test_bad_input_is_one_line_before_any_run_or_file(tmp_path, name):
-    args, message = CASES[name](tmp_path)
-    with pytest.raises(InputError) as refused:
-        run_in_process(tmp_path, *BASE, *args)
-    assert message in str(refused.value) and "\n" not in str(refused.value)
-    assert runs_of(store(tmp_path)) == [] if (tmp_path / "runs" / "mlflow.db").is_file() else True
-    assert not (tmp_path / "out").exists()  # no output folder, no half-written file
-
-
-@pytest.mark.parametrize("name", ["nan", "zero_epochs", "no_generator_weights"])
-def test_the_cli_prints_the_line_once_and_exits_1(tmp_path, name):
-    args, message = CASES[name](tmp_path)
-    result = run_cli(*BASE, *args, "hydra.run.dir=out", cwd=tmp_path)
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
-    assert errors == [errors[0]] and errors[0].startswith("hyperexp: error: ") and message in errors[0]
-    assert "Traceback" not in result.stderr
-
-
-def test_an_unknown_option_is_refused_by_the_schema(tmp_path):
-    result = run_cli(*BASE, "trainer.nosuch=1", "hydra.run.dir=out", cwd=tmp_path)
-    assert result.returncode != 0 and "nosuch" in result.stderr and "Traceback" not in result.stderr
+from hydra.core.global_hydra import GlobalHydra
+
+from tests.bad_input_cases import CASES, README, readme_section, readme_table
+from tests.bad_input_setups import HELD
+from tests.conftest import run_cli
+
+BASE = ["experiment=smoke", "trainer.progress=false", "trainer.epochs=2", "trainer.log_every=1", "hydra.run.dir=out"]
+HYDRA_SNAPSHOT = {"out/train.log", "out/.hydra/config.yaml", "out/.hydra/hydra.yaml", "out/.hydra/overrides.yaml"}
+BY_NAME = {case.name: case for case in CASES}
+
+
+def files_under(root: Path) -> dict[str, str]:
+    """Every file under root, with a hash of its content."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in root.rglob("*")
+        if path.is_file() and not path.name.endswith(".lock")  # the test's own lock of a busy folder
+    }
+
+
+def arguments(root: Path, case) -> list[str]:
+    extra = case.setup(root) if case.setup else []
+    return [arg.replace("{root}", str(root)) for arg in [*case.args, *extra]]
+
+
+def run_entry_point(root: Path, args: list[str], capsys, monkeypatch) -> tuple[int, str]:
+    """``python -m hyperexp.train args`` in ``root``, in this process: (exit code, stderr)."""
+    from hyperexp.cli import run_app
+    from hyperexp.train import main
+
+    monkeypatch.chdir(root)
+    flags = [arg for arg in args if arg.startswith("-")]  # argparse takes them before the overrides
+    monkeypatch.setattr(sys, "argv", ["train.py", *flags, *BASE, *[arg for arg in args if arg not in flags]])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # run_app must work whatever the user set
+    GlobalHydra.instance().clear()
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        run_app(main)
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        GlobalHydra.instance().clear()
+        while HELD:
+            HELD.pop().release()
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", BY_NAME)
+def test_bad_input_is_one_line_before_any_run_or_file(tmp_path, name, capsys, monkeypatch):
+    case = BY_NAME[name]
+    if name.endswith("(not as root)") and os.geteuid() == 0:
+        pytest.skip("root may write to a read-only folder")
+    args = arguments(tmp_path, case)
+    before = files_under(tmp_path)
+    code, stderr = run_entry_point(tmp_path, args, capsys, monkeypatch)
+    lines = [line for line in stderr.splitlines() if line.startswith("hyperexp:")]
+    assert lines and lines[0].startswith("hyperexp: error: "), stderr[-3000:]
+    assert len(lines) == 1 and case.message.replace("{root}", str(tmp_path)) in lines[0], lines
+    assert code == case.exit_code and "Traceback" not in stderr
+    after = files_under(tmp_path)
+    changed = {path for path in before if after.get(path) != before[path]}  # incl. the store: no run
+    assert not changed, changed
+    assert set(after) - set(before) <= HYDRA_SNAPSHOT, sorted(set(after) - set(before))
+
+
+@pytest.mark.parametrize("name", ["unknown key", "negative learning rate", "tracking server not answering"])
+def test_as_a_new_user_sees_it_the_whole_of_stderr_is_one_line(tmp_path, name):
+    case = BY_NAME[name]
+    started = time.monotonic()
+    result = run_cli(*BASE, *arguments(tmp_path, case), cwd=tmp_path)
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr[-3000:]
+    assert result.stderr.startswith("hyperexp: error: ") and case.message in result.stderr
+    assert result.returncode == case.exit_code
+    assert time.monotonic() - started < 90  # a server that does not answer: one short request, not minutes
+
+
+def test_the_readme_table_is_generated_from_the_cases():
+    assert readme_section(README.read_text()) == readme_table(), "run: python -m tests.bad_input_cases"

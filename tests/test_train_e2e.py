@@ -150,8 +150,9 @@ def test_no_artifact_is_stored_twice(single_run, tmp_path):
     run_files = digests(Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "run"))))
     (model,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
     model_files = digests(Path(mlflow.artifacts.download_artifacts(model.artifact_location, dst_path=str(tmp_path))))
-    # in-process: no train.log; the predicted latents (73 KB) stay beside the job for `generate render`
-    assert {p.name for p in job_files.values()} <= {"last.pt", "predicted_latents.npy"}
+    # in-process: no train.log; the predicted latents (73 KB) stay beside the job for `generate render`;
+    # the lock file tells later runs the folder is taken
+    assert {p.name for p in job_files.values()} <= {"last.pt", "predicted_latents.npy", ".hyperexp.lock"}
     shared = {job_files[digest].name for digest in job_files.keys() & run_files.keys()}
     assert shared <= {"predicted_latents.npy"} and not run_files.keys() & model_files.keys()
     assert not [p for p in run_files.values() if p.suffix in (".pt", ".pt2", ".pth")]  # the decoder: a model only
@@ -199,18 +200,21 @@ def test_tiny_multirun_is_one_parent_run_with_a_child_per_job_and_a_report(tmp_p
 
 
 def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
-    result = run_cli("-m", *TINY, "trainer.epochs=3,0,2", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    # Settings are checked for every job before the sweep starts; a batch larger than the training
+    # set is known only once a job has its data.
+    result = run_cli("-m", *TINY, "trainer.batch_size=8,100000,16", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode == 1
     assert "1 sweep job(s) failed" in result.stderr
     runs = runs_of(store(tmp_path))
     (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FAILED"
-    assert sorted(r.data.params["trainer.epochs"] for r in children) == ["2", "3"]  # the jobs after it ran
-    assert sorted(r.info.run_name.split("·")[3] for r in children) == ["epochs=2", "epochs=3"]
+    assert sorted(r.data.params["trainer.batch_size"] for r in children) == ["16", "8"]  # the job after it ran
+    assert sorted(r.info.run_name.split("·")[3] for r in children) == ["batch_size=16", "batch_size=8"]
     assert all(r.info.status == "FINISHED" for r in children)
     report = (tmp_path / "sweep" / "report.md").read_text()
-    assert "## Jobs that failed" in report and "trainer.epochs=0" in report and "trainer.epochs: must be >= 1" in report
+    assert "## Jobs that failed" in report and "trainer.batch_size=100000" in report
+    assert "larger than the training set" in report
 
 
 @pytest.mark.slow

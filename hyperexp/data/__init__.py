@@ -8,14 +8,40 @@ subjects, read their files (or the simulated experiment's), and combine them by 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from hyperexp.data.files import DEFAULT_MAX_BYTES, DataFileError, SubjectData, load_subject, subject_file
 from hyperexp.data.simulate import Simulation, ensure_simulated_files
-from hyperexp.data.variants import DecodingData, hold_out_validation, prepare
+from hyperexp.data.variants import (
+    DecodingData,
+    check_same_stimuli,
+    check_validation_trials,
+    hold_out_validation,
+    prepare,
+)
 from hyperexp.errors import InputError
 
-__all__ = ["DataFileError", "DecodingData", "SubjectData", "Simulation", "build", "load_subjects", "select_subjects"]
+__all__ = [
+    "DataFileError",
+    "DataShape",
+    "DecodingData",
+    "SubjectData",
+    "Simulation",
+    "build",
+    "load_subjects",
+    "planned_shape",
+    "select_subjects",
+]
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the other stages need to know of the data: trial counts and latent size."""
+
+    n_train: int
+    n_test: int
+    latent_dim: int
 
 
 def build(
@@ -49,6 +75,41 @@ def build(
     return hold_out_validation(data, validation_trials)
 
 
+def planned_shape(
+    subjects: Sequence[int] = (1,),
+    n_subjects: int | None = None,
+    source: str = "simulated",
+    root: str | None = None,
+    simulation: Simulation | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    validation_trials: int = 0,
+    **unused,
+) -> DataShape:
+    """The shape :func:`build` will give (it takes the same settings), found without writing
+    anything: from the settings for the simulated experiment; for files by reading them (and
+    checking that the subjects saw the same stimuli), which ``build`` then does again."""
+    numbers = select_subjects(subjects, n_subjects)
+    if source == "simulated":
+        simulation = simulation or Simulation()
+        check_simulated_pool(numbers, simulation)
+        n_train, n_test, latent_dim = simulation.n_train, simulation.n_test, simulation.latent_dim
+    else:
+        subject_data, paths = load_subjects(numbers, source, root, max_bytes=max_bytes)
+        check_same_stimuli(subject_data, [str(path) for path in paths])
+        first = subject_data[0]
+        n_train, n_test, latent_dim = len(first.x_train), len(first.x_test), first.latent_dim
+    check_validation_trials(validation_trials, n_train)
+    return DataShape(n_train - validation_trials, n_test, latent_dim)
+
+
+def check_simulated_pool(subjects: list[int], simulation: Simulation) -> None:
+    if max(subjects) > simulation.n_subjects:
+        raise InputError(
+            f"data.subjects: subject {max(subjects)} is not in the simulated experiment of "
+            f"{simulation.n_subjects} subjects (simulate more with data.simulation.n_subjects={max(subjects)})"
+        )
+
+
 def select_subjects(subjects: Sequence[int] | None, n_subjects: int | None) -> list[int]:
     """Subject numbers from an explicit list, or 1..n_subjects for a pool of size n."""
     if n_subjects is not None:
@@ -74,11 +135,7 @@ def load_subjects(
     experiment's files, generated once into ``cache_dir`` (``source=simulated``)."""
     if source == "simulated":
         simulation = simulation or Simulation()
-        if max(subjects) > simulation.n_subjects:
-            raise InputError(
-                f"data.subjects: subject {max(subjects)} is not in the simulated experiment of "
-                f"{simulation.n_subjects} subjects (simulate more with data.simulation.n_subjects={max(subjects)})"
-            )
+        check_simulated_pool(subjects, simulation)
         folder = ensure_simulated_files(simulation, cache_dir)
     elif source == "files":
         if root is None:

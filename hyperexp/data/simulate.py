@@ -41,10 +41,10 @@ class Simulation:
     def __post_init__(self):
         for name in ("n_subjects", "n_voxels", "n_train", "n_test", "latent_dim", "repeats"):
             if getattr(self, name) < 1:
-                raise InputError(f"simulation.{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"data.simulation.{name}: must be >= 1, got {getattr(self, name)}")
         for name in ("noise", "visual_gain"):
             if not getattr(self, name) >= 0:
-                raise InputError(f"simulation.{name} must be >= 0, got {getattr(self, name)}")
+                raise InputError(f"data.simulation.{name}: must be >= 0, got {getattr(self, name)}")
 
     def key(self) -> str:
         """A short content key: the same parameters give the same files."""

@@ -162,14 +162,18 @@ def prepare(
     )
 
 
+def check_validation_trials(n_trials: int, n_train: int) -> None:
+    if not 0 <= n_trials <= n_train - 2:
+        raise InputError(f"data.validation_trials: must be 0..{n_train - 2}, got {n_trials}")
+
+
 def hold_out_validation(data: DecodingData, n_trials: int) -> DecodingData:
     """Move the last ``n_trials`` training trials into a validation split (what a hyperparameter
     search scores; the test trials stay unseen). Carved after the variant and protocol were applied,
     so under ``strict`` nothing of the test trials reaches the validation rows."""
+    check_validation_trials(n_trials, len(data.x_train))
     if n_trials == 0:
         return data
-    if not 0 < n_trials <= len(data.x_train) - 2:
-        raise InputError(f"data.validation_trials: must be 0..{len(data.x_train) - 2}, got {n_trials}")
     keep = len(data.x_train) - n_trials
     return replace(
         data,

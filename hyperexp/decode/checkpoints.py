@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from hyperexp.atomic import atomic_path
+from hyperexp.atomic import atomic_write
+
+log = logging.getLogger("hyperexp")
 
 
 class Checkpoints:
@@ -18,8 +22,15 @@ class Checkpoints:
         return bool(self.every) and epoch % self.every == 0
 
     def save(self, state: dict) -> None:
-        with atomic_path(self.path) as temporary:
-            torch.save(state, temporary)
+        """Write ``state``; a disk that is full (or a file size limit) costs this checkpoint, not
+        the run: the previous checkpoint stays, and the next one is tried as planned."""
+        buffer = io.BytesIO()  # serialised in memory, so that a failed write is an OSError with its reason
+        torch.save(state, buffer)
+        try:
+            atomic_write(self.path, buffer.getbuffer())
+        except OSError as error:
+            log.warning("checkpoint of epoch %s not written (%s: %s)", state.get("epoch"), self.path, error.strerror)
+            return
         if self.on_save is not None:
             self.on_save(self.path)
 

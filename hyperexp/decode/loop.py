@@ -168,12 +168,14 @@ def train(module, optimizer, x: torch.Tensor, t: torch.Tensor, context: FitConte
 
         done = epoch + 1
         stopping = done < settings.epochs and context.stop_requested()
-        if done % settings.log_every == 0 or done == settings.epochs or stopping:
+        checkpoint = context.checkpoints is not None and (context.checkpoints.due(done) or stopping)
+        # A checkpoint's epochs are logged before it is written: a resume never misses a step.
+        if done % settings.log_every == 0 or done == settings.epochs or stopping or checkpoint:
             history.sync(done)
             bar.set_postfix(train=f"{history.train_loss[-1]:.4f}")
             if context.logger is not None:
                 context.logger.log(done, history, module)
-        if context.checkpoints is not None and (context.checkpoints.due(done) or stopping):
+        if checkpoint:
             context.checkpoints.save(training_state(done, module, optimizer, shuffle, history))
         if stopping:
             bar.close()

@@ -8,7 +8,6 @@ import logging
 import time
 
 import torch
-from mlflow import MlflowClient
 
 from hyperexp.decode import History
 from hyperexp.evaluate.grids import comparison_grid
@@ -34,10 +33,13 @@ class PreviewLogger:
         self.metrics, self.generator, self.x = job.metrics, generator, x_preview
         self.batch_size, self.size = batch_size, size
         self.stimuli = render(generator, t_preview, batch_size, size)  # the top row of every grid
-        self.logged_epochs = job.resume_from["epoch"] if job.resume_from else 0  # earlier epochs are in the run
+        self.outbox = job.outbox
+        self.logged_epochs = job.logged_epochs  # a resumed run holds its earlier epochs already
         self.seconds = 0.0
 
     def log(self, epoch: int, history: History, predict) -> None:
+        if 0 < epoch <= self.logged_epochs:
+            return  # logged before the run was interrupted
         started = time.perf_counter()
         for index in range(self.logged_epochs, epoch):
             self.metrics.add({CURVES + name: value for name, value in history.at(index).items()}, index + 1)
@@ -45,7 +47,7 @@ class PreviewLogger:
         with torch.no_grad():
             reconstructions = render(self.generator, predict(self.x), self.batch_size, self.size)
         grid = comparison_grid(self.stimuli, reconstructions, title=grid_title(epoch, history.epochs))
-        MlflowClient().log_image(self.metrics.run_id, grid, key=GRID_KEY, step=epoch)
+        self.outbox.log_image(grid, key=GRID_KEY, step=epoch)
         if len(reconstructions) >= 2:  # identification needs two trials
             preview = image_metrics(self.stimuli, reconstructions)
             self.metrics.add({f"{CURVES}preview_{name}": value for name, value in preview.items()}, epoch)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,11 @@ from hyperexp.track.experiment import present_experiment
 
 SQLITE_PREFIX = "sqlite:///"
 SERVER_PREFIXES = ("http://", "https://", "databricks")  # stores that choose their own artifact location
+STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "file")
+CHECK_TIMEOUT_S = 5.0  # the one request that tells whether a tracking server answers
+# MLflow retries a request to a server that does not answer for about 4 minutes by default; a
+# run's outbox retries instead (hyperexp.track.outbox), so each request gives up sooner.
+HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -45,6 +52,73 @@ def writable_store_uri(uri: str) -> str:
     return SQLITE_PREFIX + str(path)
 
 
+def bound_http_retries() -> None:
+    for name, value in HTTP_SETTINGS.items():
+        os.environ.setdefault(name, value)  # the user's own settings win
+
+
+def check_store(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """Refuse a tracking store that cannot work, writing nothing: an unknown scheme, a SQLite
+    store that is a folder, not a database or not writable, a server that does not answer one
+    request within ``timeout_s``."""
+    bound_http_retries()
+    scheme = uri.split(":", 1)[0] if ":" in uri else ""
+    if scheme not in (*STORE_SCHEMES, "") or (scheme == "sqlite" and sqlite_path(uri) is None):
+        raise InputError(
+            f"tracking.uri: {uri!r} is not a tracking store (use sqlite:///path/mlflow.db or http://host:port)"
+        )
+    path = sqlite_path(uri)
+    if path is not None:
+        check_sqlite_store(path, timeout_s)
+    elif scheme in ("http", "https"):
+        check_server(uri, timeout_s)
+
+
+def check_sqlite_store(path: Path, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    path = path.resolve()
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not an MLflow store (tracking.uri)")
+    if not path.exists():
+        check_writable_folder(path.parent, "tracking.uri")
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise InputError(f"{path}: the tracking store is not writable")
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=timeout_s)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        raise InputError(f"{path}: cannot read it as an SQLite database ({error}) (tracking.uri)") from None
+    if tables and "runs" not in tables:
+        raise InputError(f"{path}: an SQLite database, but not an MLflow store (tracking.uri)")
+
+
+def check_server(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """One request to the server's health endpoint; any answer below 500 means it is there."""
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
+        return
+    except urllib.error.HTTPError as error:
+        if error.code < 500:
+            return
+        reason = f"HTTP {error.code}"
+    except (OSError, ValueError) as error:
+        reason = str(getattr(error, "reason", None) or error)
+    raise InputError(f"tracking.uri: no MLflow server answered at {uri} within {timeout_s:g} s ({reason})")
+
+
+def check_writable_folder(path: str | Path, key: str) -> None:
+    """``path`` is a writable folder, or one that can be created (its nearest existing ancestor
+    is a writable folder); nothing is created."""
+    path = Path(path).resolve()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{key}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{key}: {existing} is not writable")
+
+
 def require_existing_store(uri: str) -> None:
     """For readers: a SQLite URI must name an existing file, else MLflow would create an empty store."""
     path = sqlite_path(uri)
@@ -52,7 +126,12 @@ def require_existing_store(uri: str) -> None:
         raise InputError(f"{path.resolve()}: no MLflow store there")
 
 
-def _is_store_failure(error: Exception) -> bool:
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def is_store_failure(error: Exception) -> bool:
     """MLflow's and the file system's errors, and SQLite's (which reach us wrapped by SQLAlchemy)."""
     return isinstance(error, (OSError, MlflowException)) or isinstance(error.__cause__, sqlite3.Error)
 
@@ -63,11 +142,9 @@ def store_errors(uri: str) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        if not _is_store_failure(error):
+        if not is_store_failure(error):
             raise
-        text = str(error).strip()
-        first_line = text.splitlines()[0][:300] if text else type(error).__name__
-        raise InputError(f"{sqlite_path(uri) or uri}: cannot open the tracking store ({first_line})") from None
+        raise InputError(f"{sqlite_path(uri) or uri}: cannot open the tracking store ({first_line(error)})") from None
 
 
 def setup_experiment(uri: str, experiment: str, artifact_root: str | None = None) -> str:
@@ -78,6 +155,7 @@ def setup_experiment(uri: str, experiment: str, artifact_root: str | None = None
     jobs may also create the same experiment at once: the loser uses the winner's.
     """
     uri = writable_store_uri(uri)
+    bound_http_retries()
     mlflow.set_tracking_uri(uri)
     path = sqlite_path(uri)
     with store_errors(uri), FileLock(f"{path}.lock") if path else contextlib.nullcontext():

@@ -25,12 +25,15 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 
 from hyperexp.atomic import atomic_write
+from hyperexp.cli import refusals_as_one_line
+from hyperexp.preflight import check_sweep_jobs
 from hyperexp.report.queries import collect_runs
 from hyperexp.report.trials import load_trials
 from hyperexp.report.write import log_report_to_run, write_report
 from hyperexp.track.group_summary import log_group_summary, log_study_result
+from hyperexp.track.liveness import Heartbeat, process_tags
 from hyperexp.track.runs import log_params
-from hyperexp.track.store import setup_experiment
+from hyperexp.track.store import check_store, setup_experiment
 
 log = logging.getLogger("hyperexp")
 
@@ -40,6 +43,7 @@ FAILED_FILE = "job_failed.json"  # written into a job's folder when it fails
 SEED_KEYS = ("trainer.seed", "seed", "data.simulation.seed")  # replicates, not conditions
 MAX_NAME_LENGTH = 250
 NO_SWEEP = {"sweep": "none"}  # the tags of a single run
+_heartbeats: dict[str, Heartbeat] = {}  # of the parent runs this process opened
 
 
 def swept_keys(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:
@@ -123,12 +127,15 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         tracking = config.tracking
-        experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
+        with refusals_as_one_line():  # Hydra would only warn: one line and exit, before any run exists
+            check_sweep_jobs(config)
+            check_store(tracking.uri)
+            experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
         sweep_id = str(sweep_dir)
         task, sweeper_params = list(config.hydra.overrides.task), dict(config.hydra.sweeper.get("params") or {})
         keys = swept_keys(task, sweeper_params)
         name, swept = sweep_name(task, sweeper_params)
-        tags = {"sweep": sweep_id, "sweep_role": "parent", "swept_keys": ",".join(keys)}
+        tags = {"sweep": sweep_id, "sweep_role": "parent", "swept_keys": ",".join(keys), **process_tags()}
         tags["mlflow.note.content"] = (
             f"`{' '.join(['python -m hyperexp.train -m', *task])}`\n\nSweep folder: `{sweep_id}`"
         )
@@ -136,6 +143,8 @@ class MlflowSweepCallback(Callback):
         parent = MlflowClient().create_run(experiment_id, run_name=name, tags=tags)
         parent_id = parent.info.run_id
         log_params(parent_id, swept)
+        # Jobs on other hosts see the parent live. Kept outside the callback, which launchers pickle.
+        _heartbeats[parent_id] = Heartbeat(MlflowClient().tracking_uri, parent_id)
         record = {"parent_run_id": parent_id, "sweep": sweep_id, "swept_keys": keys, "experiment_id": experiment_id}
         atomic_write(sweep_dir / SWEEP_FILE, json.dumps(record, indent=2).encode())
         atomic_write(sweep_dir / PARENT_FILE, f"{parent_id}\n".encode())
@@ -150,6 +159,8 @@ class MlflowSweepCallback(Callback):
             return
         client = MlflowClient()
         parent_id = record["parent_run_id"]
+        if parent_id in _heartbeats:
+            _heartbeats.pop(parent_id).stop()
         failures = failed_jobs(sweep_dir)
         try:
             records = collect_runs(client.tracking_uri, parent_run_id=parent_id)
