@@ -1,9 +1,11 @@
 """How an experiment presents itself in the MLflow UI: as model training, with a description.
 
-MLflow 3's UI chooses between its GenAI view (traces, token usage) and its model-training view
-(runs, charts) by the experiment tag ``mlflow.experimentKind``; without it, an experiment of
-training runs opens on traces. A new SQLite store also holds an empty ``Default`` experiment that
-nothing here uses; it is deleted (MLflow keeps it, marked deleted, so it is not made again).
+MLflow 3's experiment tag ``mlflow.experimentKind`` says which of the UI's views fits an
+experiment: GenAI (traces, token usage) or model training (runs, charts). MLflow 3.17's UI no
+longer reads it to choose the view: a per-browser toggle (or ``?workflowType=machine_learning``)
+does, starting on GenAI; the tag is set for the versions and clients that do read it. A new
+SQLite store also holds an empty ``Default`` experiment that nothing here uses; it is deleted
+(MLflow keeps it, marked deleted, so it is not made again).
 """
 
 from __future__ import annotations
