@@ -29,7 +29,6 @@ from tests.bad_input_setups import (
     lock_held_by_another_run,
     memoised_references,
     nan_in_responses,
-    read_only_cache,
     resume,
     store_with_run,
     truncated_pickle,
@@ -172,9 +171,6 @@ CASES = [
         ["data.cache_dir={root}/cfile/data"],
         "data.cache_dir: {root}/cfile is a file",
         setup=file_at("cfile"),
-    ),
-    Case(
-        "read-only cache folder (not as root)", [], "data.cache_dir: {root}/ro is not writable", setup=read_only_cache
     ),
     Case(
         "output folder in use by another run",

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
+from hyperexp.errors import InputError
+from hyperexp.track.store import check_writable_folder
 from tests.bad_input_cases import CASES, README, readme_section, readme_table
 from tests.bad_input_setups import HELD
 from tests.conftest import run_cli
@@ -66,8 +68,6 @@ def run_entry_point(root: Path, args: list[str], capsys, monkeypatch) -> tuple[i
 @pytest.mark.parametrize("name", BY_NAME)
 def test_bad_input_is_one_line_before_any_run_or_file(tmp_path, name, capsys, monkeypatch):
     case = BY_NAME[name]
-    if name.endswith("(not as root)") and os.geteuid() == 0:
-        pytest.skip("root may write to a read-only folder")
     args = arguments(tmp_path, case)
     before = files_under(tmp_path)
     code, stderr = run_entry_point(tmp_path, args, capsys, monkeypatch)
@@ -94,3 +94,12 @@ def test_as_a_new_user_sees_it_the_whole_of_stderr_is_one_line(tmp_path, name):
 
 def test_the_readme_table_is_generated_from_the_cases():
     assert readme_section(README.read_text()) == readme_table(), "run: python -m tests.bad_input_cases"
+
+
+def test_a_folder_this_user_may_not_write_is_refused_by_name(tmp_path, monkeypatch):
+    # os.access answers as a non-root user would for a read-only folder (root may write anywhere)
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "ro")
+    with pytest.raises(InputError, match=f"^data.cache_dir: {tmp_path}/ro is not writable$"):
+        check_writable_folder(tmp_path / "ro" / "data", "data.cache_dir")
+    check_writable_folder(tmp_path / "elsewhere" / "data", "data.cache_dir")  # creatable: accepted

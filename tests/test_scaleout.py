@@ -117,6 +117,7 @@ def test_a_real_tracking_server_receives_a_full_run_over_http(tmp_path):
 LONG = [*TINY, "trainer.epochs=300", "trainer.log_every=10", "trainer.checkpoint_every=0"]
 
 
+@pytest.mark.slow  # three 300-epoch runs; in-process: tests/test_decode.py
 def test_sigint_ends_the_run_killed_and_resume_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
@@ -163,25 +164,6 @@ def test_sigint_ends_the_run_killed_and_resume_matches_an_uninterrupted_run(tmp_
         for run in (finished, reference)
     )
     assert np.array_equal(resumed_latents, straight_latents)
-
-
-def test_resume_refuses_a_finished_run(tmp_path):
-    first = run_cli(*TINY, "trainer.checkpoint_every=4", "hydra.run.dir=first", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    (run,) = runs_of(store(tmp_path))
-    result = run_cli(
-        *TINY,
-        "trainer.checkpoint_every=4",
-        "trainer.seed=5",
-        f"trainer.resume={run.info.run_id}",
-        "hydra.run.dir=second",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 1  # a KILLED run with a different config: tests/bad_input_cases.py
-    assert (
-        result.stderr
-        == f"hyperexp: error: trainer.resume={run.info.run_id}: that run is FINISHED; there is nothing to continue\n"
-    )
 
 
 def _open_fresh_store(folder: str) -> str:
