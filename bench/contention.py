@@ -88,6 +88,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.jobs, args.budget)
+    from machine import describe  # bench/machine.py, beside this script (run as a script, not imported)
+
+    print(describe())
 
     print(f"cores {len(os.sched_getaffinity(0))}, load before: {os.getloadavg()[0]:.2f}, budget {args.budget}")
     alone, _ = run_copies(1, args.epochs, args.budget)

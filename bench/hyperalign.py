@@ -220,6 +220,9 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from machine import describe  # bench/machine.py, beside this script (run as a script, not imported)
+
+    print(describe())
     if args.worker:
         run_worker(args.worker, args.folder, args.name)
         return

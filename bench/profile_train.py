@@ -62,7 +62,9 @@ def main() -> int:
     command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "hyperexp.train", "trainer.progress=false"]
     command += [f"hydra.run.dir={folder / 'out'}", f"data.cache_dir={folder / 'data'}"]
     command += [f"tracking.uri=sqlite:///{folder / 'runs' / 'mlflow.db'}", f"tracking.artifact_root={folder / 'art'}"]
-    print(f"load average before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores")
+    from machine import describe  # bench/machine.py, beside this script (run as a script, not imported)
+
+    print(describe())
     started = time.perf_counter()
     subprocess.run([*command, *overrides], check=True, cwd=Path(__file__).resolve().parents[1])
     wall = time.perf_counter() - started

@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    from machine import describe  # bench/machine.py, beside this script (run as a script, not imported)
+
+    print(describe())
     device = resolve_device(args.device)
     subject = simulate_experiment(Simulation(n_subjects=1))[0]
     data = prepare([subject], "subject", "published")

@@ -3,9 +3,12 @@ compose API, and a helper that runs a CLI in a subprocess (for exit codes, signa
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -53,10 +56,29 @@ def compose_job(*overrides: str):
     return cfg, hydra_config
 
 
+@functools.cache
+def _opened_store() -> Path:
+    """An SQLite store as MLflow leaves it when it first opens one: its schema made, no runs."""
+    path = Path(tempfile.mkdtemp(prefix="hyperexp-test-store-")) / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def seed_default_store(folder: Path, args) -> None:
+    """Give a run in ``folder`` that uses the default store (``runs/mlflow.db``) one MLflow has
+    opened already: creating a store's schema takes seconds a test would pay every time. Tests of
+    store creation itself set ``tracking.uri`` or start processes on their own."""
+    if (folder / "runs").exists() or any(str(arg).startswith("tracking.uri=") for arg in args):
+        return
+    (folder / "runs").mkdir(parents=True)
+    shutil.copyfile(_opened_store(), folder / "runs" / "mlflow.db")
+
+
 def run_in_process(folder: Path, *overrides: str, output: str = "out") -> float:
     """Run the entry point's job function in ``folder`` (its runs/ and data/ go there)."""
     from hyperexp.train import run
 
+    seed_default_store(folder, overrides)
     previous = os.getcwd()
     os.chdir(folder)
     try:
@@ -79,6 +101,8 @@ def run_cli(
     *args: str, cwd: Path, timeout: float = 600, module: str | None = "hyperexp.train"
 ) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args`` (or ``python args`` with ``module=None``) in ``cwd``."""
+    if module == "hyperexp.train":
+        seed_default_store(cwd, args)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(REPO)}
     command = [sys.executable, *(["-m", module] if module else []), *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
