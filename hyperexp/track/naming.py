@@ -29,7 +29,7 @@ KEY_PARAMS = ("data.subjects", "data.protocol", "decoder.optimizer.lr", "decoder
 KEY_PARAMS += ("trainer.epochs", "trainer.seed")
 SET_ONLY_PARAMS = ("data.n_subjects", "data.validation_trials", "trainer.feature_loss.weight")  # when not 0/None
 IN_NAME = ("data", "decoder", "trainer.seed", "data.n_subjects")  # keys the name's first parts show
-NOT_SETTINGS = ("hydra", "tracking", "trainer.progress", "trainer.resume")  # overrides that change no result
+NOT_SETTINGS = ("hydra", "tracking", "trainer.progress", "trainer.resume", "data.cache_dir")  # change no result
 NOTE_TAG = "mlflow.note.content"
 
 
