@@ -240,7 +240,10 @@ def test_sigkill_while_data_are_written_leaves_nothing_a_later_run_uses(tmp_path
 
 @pytest.mark.slow
 def test_sigkill_during_the_artifact_upload_is_completed_by_the_next_start(tmp_path):
-    injected("copy:runs/artifacts", 5, *TINY, "hydra.run.dir=killed", cwd=tmp_path)
+    """The process dies while its final artifacts are copied (before its end status was queued:
+    the decoder model is logged meanwhile). The next start uploads them whole, then marks the run
+    KILLED: its process never ended it."""
+    injected("copy:predicted_latents", 1, *TINY, "hydra.run.dir=killed", cwd=tmp_path)  # the final upload
     store_is_intact(tmp_path)
     client = store(tmp_path)
     (run,) = runs_of(client)
@@ -249,7 +252,10 @@ def test_sigkill_during_the_artifact_upload_is_completed_by_the_next_start(tmp_p
         *TINY, "trainer.epochs=2", "tracking.experiment=other", "hydra.run.dir=other", cwd=tmp_path, timeout=SLOW_S
     )
     assert other.returncode == 0, other.stderr[-3000:]
-    finished_run(client, run.info.run_id, 12)  # its queued upload and final status were delivered
+    killed = client.get_run(run.info.run_id)
+    assert killed.info.status == "KILLED" and "no longer exists" in killed.data.tags[NOTE]
+    for key in ("learning/train_loss", "learning/test_loss"):
+        assert steps(client, run.info.run_id, key) == list(range(1, 13)), key
     uploaded = client.download_artifacts(run.info.run_id, "predicted_latents.npy", str(tmp_path / "download"))
     assert np.load(uploaded).shape == (12, 512)  # the final artifacts, whole
     assert {"per_trial.csv", "reconstructions_grid.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -35,7 +35,7 @@ def test_a_tracking_server_down_for_30_s_mid_run_loses_nothing(tmp_path):
         for key in ("learning/train_loss", "learning/test_loss", "learning/test_latent_cosine"):
             assert steps(client, run.info.run_id, key) == list(range(1, 2001)), key
         grids = [a for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
-        assert len({a.path.split("+step+")[1].split("+")[0] for a in grids}) == 100  # one per log_every
+        assert len({a.path.split("+step+")[1].split("+")[0] for a in grids}) == 101  # step 0 and every log_every
 
 
 @pytest.mark.slow

@@ -15,10 +15,9 @@ from pathlib import Path
 import mlflow
 import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run, RunInfo, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunInfo, RunStatus
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-from mlflow.tracking.context import registry as context_registry
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from hyperexp.track.liveness import Heartbeat, process_tags
 from hyperexp.track.outbox import Outbox
@@ -71,19 +70,17 @@ def git_commit(folder: str | Path = ".") -> str:
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def open_run(experiment_id: str, run_name: str, tags: Mapping[str, str], run_id=None, parent_run_id=None) -> Run:
-    """Create a run (a child of ``parent_run_id`` if given) or set an existing one RUNNING again."""
+def open_run(experiment_id: str, run_name: str, tags: Mapping[str, str], run_id=None, parent_run_id=None):
+    """Create a run (a child of ``parent_run_id`` if given) or set an existing one RUNNING again, as
+    MLflow's active run (``mlflow.log_input`` and ``mlflow.pytorch.log_model`` write to it); one
+    request to the store. A continued run keeps its description (with any note on how it ended)."""
     global _last_run_id
-    client = MlflowClient()
     tags = {**tags, **process_tags()}
     if run_id is not None:
-        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
-        run = client.get_run(run_id)
+        tags.pop(MLFLOW_RUN_NOTE, None)
+        run = mlflow.start_run(run_id=run_id, tags=tags)
     else:
-        if parent_run_id is not None:
-            tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-        run = client.create_run(experiment_id, run_name=run_name, tags=context_registry.resolve_tags(tags))
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, parent_run_id=parent_run_id)
     _last_run_id = run.info.run_id
     return run
 
@@ -123,7 +120,6 @@ def tracked_run(
     uri = mlflow.get_tracking_uri()
     outbox = Outbox(folder or tempfile.mkdtemp(prefix="hyperexp-outbox-"), run.info.run_id, uri)
     heartbeat = Heartbeat(uri, run.info.run_id)
-    mlflow.start_run(run_id=run.info.run_id)
     sampler = SystemMetricsMonitor(run.info.run_id, resume_logging=run_id is not None) if system_metrics else None
     if sampler is not None:
         sampler.start()
