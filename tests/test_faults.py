@@ -106,6 +106,7 @@ def test_runs_of_dead_processes_are_marked_killed_at_the_next_start(tmp_path):
     assert end_runs_of_dead_processes(client) == []  # marked once
 
 
+@pytest.mark.slow  # half a minute: the lock outlasts SQLite's 20 s timeout
 def test_a_store_locked_beyond_its_timeout_delays_delivery_and_loses_nothing(tmp_path):
     """SQLite waits 20 s for a lock (MLflow's busy timeout). A store locked for 30 s in the
     middle of a run: the run goes on, its updates queue; they arrive once the lock is gone."""
