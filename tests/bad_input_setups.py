@@ -150,9 +150,3 @@ def undelivered_outbox(root):
     )
     write(root / "out" / "outbox" / "00000001.json", b'{"kind": "batch", "metrics": [], "params": [], "tags": []}')
     return []
-
-
-def read_only_cache(root):
-    (root / "ro").mkdir()
-    (root / "ro").chmod(0o555)
-    return ["data.cache_dir={root}/ro/data"]

@@ -4,6 +4,7 @@ compose API, and a helper that runs a CLI in a subprocess (for exit codes, signa
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -54,6 +55,14 @@ def compose_job(*overrides: str):
     with open_dict(cfg):
         del cfg.hydra
     return cfg, hydra_config
+
+
+def bench_script(name: str):
+    """``bench/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @functools.cache

@@ -5,7 +5,6 @@ cost model and its routes in test_align_routes.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,20 +17,14 @@ from threadpoolctl import threadpool_limits
 import hyperexp.align.coordinates as coordinates
 import hyperexp.align.routes as routes
 from hyperexp.align import Hyperalignment
+from tests.conftest import bench_script
 
 REPO = Path(__file__).resolve().parents[1]
 PYMVPA = Path(__file__).parent / "fixtures" / "pymvpa"
 CASES = ["two_subjects", "three_subjects", "unequal_voxels", "heldout"]
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_hyperalign", REPO / "bench" / "hyperalign.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = bench_script("hyperalign")
 
 
 def load_case(case: str) -> dict:

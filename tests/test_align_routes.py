@@ -3,7 +3,6 @@ no eigendecomposition is computed and then thrown away, and all routes give the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,19 +15,13 @@ import hyperexp.align.kernels as kernels
 import hyperexp.align.procrustes as procrustes
 import hyperexp.align.routes as routes
 from hyperexp.align import Hyperalignment
+from tests.conftest import bench_script
 
 REPO = Path(__file__).resolve().parents[1]
 PYMVPA = REPO / "tests" / "fixtures" / "pymvpa"
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_hyperalign", REPO / "bench" / "hyperalign.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = bench_script("hyperalign")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,17 +1,14 @@
-"""Bad files a run reads beyond the table in tests/bad_input_cases.py: subject pickles whose
-contents disagree, generator weights, feature networks and attribute boundaries; each refused as one
-line (InputError) before any MLflow run or output folder exists."""
+"""Bad files a run reads beyond the table in tests/bad_input_cases.py: generator weights and
+settings, feature networks and attribute boundaries; each refused as one line (InputError) before
+any MLflow run or output folder exists."""
 
 from __future__ import annotations
 
-import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hyperexp.data.files import SubjectData, save_subject_dat
 from hyperexp.errors import InputError
 from tests.conftest import run_in_process, runs_of, store
 from tests.feature_networks import IGNORE_JIT_DEPRECATION, GreyscaleOnly, OneNumberPerBatch, save_scripted
@@ -20,87 +17,10 @@ from tests.mxnet_files import save_params
 BASE = ["experiment=smoke", "trainer.progress=false", "trainer.epochs=2", "trainer.log_every=1"]
 
 
-def subject(seed=0, n_train=40, n_test=6, voxels=64, dim=512, latents_seed=0):
-    rng, latents = np.random.default_rng(seed), np.random.default_rng(latents_seed)
-    return SubjectData(
-        rng.standard_normal((n_train, voxels), dtype=np.float32),
-        latents.standard_normal((n_train, dim), dtype=np.float32),
-        rng.standard_normal((n_test, voxels), dtype=np.float32),
-        latents.standard_normal((n_test, dim), dtype=np.float32),
-    )
-
-
-class Malicious:
-    def __reduce__(self):
-        return (os.system, ("touch pwned",))
-
-
-def good_folder(root: Path) -> list[str]:
-    for k in (1, 2):
-        save_subject_dat(root / "data" / f"data_{k}.dat", subject(seed=k))
-    return ["data.source=files", f"data.root={root / 'data'}"]
-
-
-def write(root: Path, name: str, payload: bytes) -> None:
-    (root / "data").mkdir(exist_ok=True)
-    (root / "data" / name).write_bytes(payload)
-
-
-def case_malicious_pickle(root):
-    args = good_folder(root)
-    write(root, "data_1.dat", pickle.dumps((Malicious(), [], [], [])))
-    return args, "refused to unpickle global"
-
-
-def case_wrong_tuple_length(root):
-    args = good_folder(root)
-    write(root, "data_1.dat", pickle.dumps((np.zeros((3, 4)),) * 3))
-    return args, "expected a tuple (X_tr, T_tr, X_te, T_te), got 3"
-
-
-def case_trial_counts_differ_across_subjects(root):
-    args = good_folder(root)
-    save_subject_dat(root / "data" / "data_2.dat", subject(seed=2, n_train=39))
-    return [*args, "data=average"], "39 train trials, but"
-
-
-def case_latents_differ_across_subjects(root):
-    args = good_folder(root)
-    save_subject_dat(root / "data" / "data_2.dat", subject(seed=2, latents_seed=9))
-    return [*args, "data=hyperaligned"], "latents differ"
-
-
-def case_wrong_latent_size(root):
-    save_subject_dat(root / "data" / "data_1.dat", subject(dim=64))
-    return [
-        "data.source=files",
-        f"data.root={root / 'data'}",
-    ], "generator.model: takes 512-d latents, the data have 64-d"
-
-
-def case_nan(root):
-    args = good_folder(root)
-    bad = subject(seed=1)
-    bad.x_test[2, 5] = np.nan
-    save_subject_dat(root / "data" / "data_1.dat", bad)
-    return args, "x_test has 1 non-finite values"
-
-
-def case_corrupt_params(root):
-    path = root / "generator.params"
-    save_params(path, {"1.weight": np.zeros((8192, 512), np.float32)})
-    path.write_bytes(path.read_bytes()[:100000])
-    return ["generator=pggan", f"generator.model.weights={path}"], "generator.params"
-
-
 def case_mismatched_params(root):
     path = root / "generator.params"
     save_params(path, {"1.weight": np.zeros((4, 4), np.float32)})
     return ["generator=pggan", f"generator.model.weights={path}"], "generator.params"
-
-
-def case_no_generator_weights(root):
-    return ["generator=pggan"], "generator.model.weights"
 
 
 def case_bfloat16_generator_on_the_cpu(root):
@@ -156,11 +76,6 @@ def case_boundaries_of_another_latent_space(root):
 
 def case_boundary_holding_several_rows(root):
     return boundaries(root, smile=np.ones((2, 512))), "smile.npy: a boundary must have shape (D,) or (1, D)"
-
-
-def case_unwritable_runs(root):
-    (root / "runs").write_text("a file where the store's folder should be")
-    return [], "runs is a file, not a folder"
 
 
 CASES = {name[5:]: case for name, case in globals().items() if name.startswith("case_")}
