@@ -4,7 +4,6 @@ responses as features and the latents as targets, with an exact digest and the s
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import mlflow
@@ -12,9 +11,7 @@ from mlflow.data.dataset_source_registry import get_dataset_source_from_json
 
 from hyperexp.data.cache import content_key
 from hyperexp.data.variants import DecodingData
-from hyperexp.track.store import first_line, is_store_failure
-
-log = logging.getLogger("hyperexp")
+from hyperexp.track.store import unless_store_away
 
 CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}
 
@@ -26,13 +23,8 @@ def log_datasets(data: DecodingData) -> None:
     if data.files:  # a local source named directly (resolving a path finds MLflow's local source twice)
         folder = str(Path(data.files[0]).parent.resolve())
         source = get_dataset_source_from_json(json.dumps({"uri": folder}), source_type="local")
-    for split, (x, t) in data.splits().items():
-        digest = content_key([x, t])[:16]
-        dataset = mlflow.data.from_numpy(x, targets=t, source=source, name=data.name, digest=digest)
-        try:
+    with unless_store_away("dataset inputs"):
+        for split, (x, t) in data.splits().items():
+            digest = content_key([x, t])[:16]
+            dataset = mlflow.data.from_numpy(x, targets=t, source=source, name=data.name, digest=digest)
             mlflow.log_input(dataset, context=CONTEXTS[split])
-        except Exception as error:
-            if not is_store_failure(error):
-                raise
-            log.warning("dataset inputs not logged: the tracking store did not take them (%s)", first_line(error))
-            return

@@ -6,17 +6,13 @@ pickled class, so loading it needs torch and MLflow only, not this package.
 
 from __future__ import annotations
 
-import logging
-
 import mlflow
 import numpy as np
 import torch
 from mlflow.models import infer_signature
 
 from hyperexp.decode import Decoder
-from hyperexp.track.store import first_line, is_store_failure
-
-log = logging.getLogger("hyperexp")
+from hyperexp.track.store import unless_store_away
 
 MODEL_NAME = "decoder"
 
@@ -28,7 +24,8 @@ def log_decoder_model(decoder: Decoder, x_example: np.ndarray) -> str | None:
     module = decoder.as_module().eval()
     with torch.no_grad():
         latents = module(torch.as_tensor(x_example)).numpy()
-    try:
+    info = None
+    with unless_store_away("decoder model"):
         info = mlflow.pytorch.log_model(
             module,
             name=MODEL_NAME,
@@ -37,9 +34,4 @@ def log_decoder_model(decoder: Decoder, x_example: np.ndarray) -> str | None:
             input_example=x_example,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
         )
-    except Exception as error:
-        if not is_store_failure(error):
-            raise
-        log.warning("decoder model not logged: the tracking store did not take it (%s)", first_line(error))
-        return None
-    return info.model_uri
+    return None if info is None else info.model_uri

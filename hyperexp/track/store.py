@@ -7,6 +7,7 @@ The default store is SQLite (``runs/mlflow.db``) with artifacts under ``runs/art
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import urllib.error
@@ -21,6 +22,8 @@ from mlflow.exceptions import MlflowException
 
 from hyperexp.errors import InputError
 from hyperexp.track.experiment import present_experiment
+
+log = logging.getLogger("hyperexp")
 
 SQLITE_PREFIX = "sqlite:///"
 SERVER_PREFIXES = ("http://", "https://", "databricks")  # stores that choose their own artifact location
@@ -134,6 +137,18 @@ def first_line(error: BaseException) -> str:
 def is_store_failure(error: Exception) -> bool:
     """MLflow's and the file system's errors, and SQLite's (which reach us wrapped by SQLAlchemy)."""
     return isinstance(error, (OSError, MlflowException)) or isinstance(error.__cause__, sqlite3.Error)
+
+
+@contextlib.contextmanager
+def unless_store_away(what: str) -> Iterator[None]:
+    """Run the block; a tracking store that does not answer costs ``what`` (with a warning), not
+    the run: what MLflow writes itself cannot wait in the run's outbox."""
+    try:
+        yield
+    except Exception as error:
+        if not is_store_failure(error):
+            raise
+        log.warning("%s not logged: the tracking store did not take it (%s)", what, first_line(error))
 
 
 @contextlib.contextmanager
