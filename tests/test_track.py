@@ -7,7 +7,7 @@ from mlflow import MlflowClient
 from hyperexp.errors import InputError
 from hyperexp.evaluate.grids import GAP, MAX_CELL, comparison_grid
 from hyperexp.track.resume import flatten
-from hyperexp.track.runs import MAX_PARAM_LENGTH, MetricBuffer, log_params, tracked_run
+from hyperexp.track.runs import MAX_PARAM_LENGTH, opened_run
 from hyperexp.track.store import (
     require_existing_store,
     setup_experiment,
@@ -27,8 +27,8 @@ def experiment(tmp_path_factory):
 def test_runs_end_failed_with_the_traceback_or_killed(experiment, error, status):
     uri, experiment_id = experiment
     with pytest.raises(type(error)):
-        with tracked_run(experiment_id, "doomed", {"kind": status}) as active:
-            run_id = active.info.run_id
+        with opened_run(uri, experiment_id, "doomed", {"kind": status}) as active:
+            run_id = active.run_id
             raise error
     client = MlflowClient(uri)
     run = client.get_run(run_id)
@@ -40,8 +40,8 @@ def test_runs_end_failed_with_the_traceback_or_killed(experiment, error, status)
 
 def test_finished_run_and_flatten(experiment):
     uri, experiment_id = experiment
-    with tracked_run(experiment_id, "fine", {}) as active:
-        run_id = active.info.run_id
+    with opened_run(uri, experiment_id, "fine", {}) as active:
+        run_id = active.run_id
     assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
     assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None}) == {"a.b": "1", "a.c.d": "[1, 2]", "e": "None"}
 
@@ -49,14 +49,13 @@ def test_finished_run_and_flatten(experiment):
 def test_params_and_metrics_beyond_one_batch_all_arrive(experiment):
     uri, experiment_id = experiment
     params = {f"p{index}": str(index) for index in range(150)} | {"long": "x" * (MAX_PARAM_LENGTH + 10)}
-    with tracked_run(experiment_id, "big", {}) as active:
-        run_id = active.info.run_id
-        log_params(run_id, params)
-        metrics = MetricBuffer(run_id)
+    with opened_run(uri, experiment_id, "big", {}) as active:
+        run_id = active.run_id
+        active.log_params(params)
         for step in range(1, 601):
-            metrics.add({"loss": 1 / step, "accuracy": step / 600}, step)
-        metrics.flush()
-        assert metrics.pending == []
+            active.log_metrics({"loss": 1 / step, "accuracy": step / 600}, step)
+        active.flush()
+        assert active.pending == []
     client = MlflowClient(uri)
     logged = client.get_run(run_id).data.params
     assert len(logged) == 151 and logged["p149"] == "149" and logged["long"] == "x" * MAX_PARAM_LENGTH

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import mlflow
 from filelock import FileLock
@@ -122,6 +123,31 @@ def check_writable_folder(path: str | Path, key: str) -> None:
         raise InputError(f"{key}: {existing} is not writable")
 
 
+def existing_store(uri: str) -> MlflowClient | None:
+    """A client of the store, or None where opening it would create a SQLite file."""
+    path = sqlite_path(uri)
+    if path is not None and not path.is_file():
+        return None
+    with store_errors(uri):
+        return MlflowClient(uri if path is None else f"sqlite:///{path.resolve()}")
+
+
+def check_artifact_location(client: MlflowClient | None, uri: str, experiment: str, artifact_root: str | None) -> None:
+    """A local artifact store must be a writable folder: the experiment's, or the one a new
+    experiment will get (``tracking.artifact_root``). Servers choose their own."""
+    if uri.startswith(SERVER_PREFIXES):
+        return
+    found = client.get_experiment_by_name(experiment) if client is not None else None
+    if found is None:
+        if artifact_root:
+            check_writable_folder(artifact_root, "tracking.artifact_root")
+        return
+    location = urlparse(found.artifact_location)
+    if location.scheme in ("", "file"):
+        folder = unquote(location.path) if location.scheme else found.artifact_location
+        check_writable_folder(folder, f"artifact location of experiment '{experiment}'")
+
+
 def require_existing_store(uri: str) -> None:
     """For readers: a SQLite URI must name an existing file, else MLflow would create an empty store."""
     path = sqlite_path(uri)
@@ -137,18 +163,6 @@ def first_line(error: BaseException) -> str:
 def is_store_failure(error: Exception) -> bool:
     """MLflow's and the file system's errors, and SQLite's (which reach us wrapped by SQLAlchemy)."""
     return isinstance(error, (OSError, MlflowException)) or isinstance(error.__cause__, sqlite3.Error)
-
-
-@contextlib.contextmanager
-def unless_store_away(what: str) -> Iterator[None]:
-    """Run the block; a tracking store that does not answer costs ``what`` (with a warning), not
-    the run: what MLflow writes itself cannot wait in the run's outbox."""
-    try:
-        yield
-    except Exception as error:
-        if not is_store_failure(error):
-            raise
-        log.warning("%s not logged: the tracking store did not take it (%s)", what, first_line(error))
 
 
 @contextlib.contextmanager
