@@ -7,7 +7,6 @@ decoder with a preview logger; evaluate the test trials; record everything in on
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from pathlib import Path
@@ -36,7 +35,6 @@ from hyperexp.signals import GracefulStop
 from hyperexp.threads import apply_thread_budget, thread_budget
 from hyperexp.track.naming import job_identity
 from hyperexp.track.preview import PreviewLogger
-from hyperexp.track.resume import tag_checkpoint
 from hyperexp.track.runs import Run
 from hyperexp.track.sweep import record_failed_job
 
@@ -74,8 +72,8 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
         context.resume_from = run_.resume_from
         context.monitor = EpochMetrics(splits)
         context.logger = PreviewLogger(run_, generator, x_test[shown], t_test[shown], batch_size, settings.preview_size)
-        tag = functools.partial(tag_checkpoint, run_)
-        context.checkpoints = Checkpoints(output_dir / "checkpoints" / "last.pt", settings.checkpoint_every, tag)
+        checkpoint = output_dir / "checkpoints" / "last.pt"
+        context.checkpoints = Checkpoints(checkpoint, settings.checkpoint_every, run_.tag_checkpoint)
         try:
             history = decoder.fit(x_train, t_train, context)
         except StopRequested as stopped:

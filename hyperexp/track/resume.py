@@ -84,8 +84,3 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[f"{prefix}{key}"] = str(value)
     return flat
-
-
-def tag_checkpoint(run, path: Path) -> None:
-    """Record where the run's latest checkpoint is (what ``checkpoint_of`` reads back)."""
-    run.set_tags({"checkpoint": str(path)})

@@ -80,6 +80,10 @@ class Run:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.outbox.log_batch(tags=list(tags.items()))
 
+    def tag_checkpoint(self, path: Path) -> None:
+        """Record where the run's latest checkpoint is (what a resume reads back)."""
+        self.set_tags({"checkpoint": str(path)})
+
     def log_text(self, text: str, artifact_file: str) -> None:
         self.outbox.log_text(text, artifact_file)
 
