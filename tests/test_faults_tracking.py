@@ -111,3 +111,28 @@ def test_a_disk_that_fills_up_after_the_start_ends_the_run_failed_with_the_reaso
     assert run.data.tags["error"] == "OSError: [Errno 28] No space left on device"
     assert steps(client, run.info.run_id) == list(range(1, 13))  # what it logged before is kept
     assert mlflow.active_run() is None  # nothing MLflow could end FINISHED at exit
+
+
+def test_a_stopped_run_ends_killed_and_a_resume_continues_it_to_every_step_once(tmp_path):
+    from hyperexp.decode import StopRequested
+    from hyperexp.train import run
+    from tests.conftest import compose_job, seed_default_store
+
+    seed_default_store(tmp_path, TINY)
+    calls = iter(range(1000))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        cfg, hydra_config = compose_job(*TINY, "trainer.checkpoint_every=4")
+        with pytest.raises(StopRequested) as stopped:
+            run(cfg, tmp_path / "first", hydra_config, stop=lambda: next(calls) >= 5)
+        client = store(tmp_path)
+        (killed,) = runs_of(client)
+        assert killed.info.status == "KILLED" and stopped.value.run_id == killed.info.run_id
+        assert 0 < len(steps(client, killed.info.run_id)) < 12
+        cfg, hydra_config = compose_job(*TINY, "trainer.checkpoint_every=4", f"trainer.resume={killed.info.run_id}")
+        run(cfg, tmp_path / "second", hydra_config)
+    (resumed,) = runs_of(client)
+    assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    assert steps(client, resumed.info.run_id) == list(range(1, 13))
+    grids = grid_steps(client, resumed.info.run_id)
+    assert len(grids) == len(set(grids)) and {0, 8, 12} <= set(grids), grids
