@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -6,9 +8,11 @@ from mlflow import MlflowClient
 
 from hyperexp.errors import InputError
 from hyperexp.evaluate.grids import GAP, MAX_CELL, comparison_grid
+from hyperexp.track import store as store_module
 from hyperexp.track.resume import flatten
 from hyperexp.track.runs import MAX_PARAM_LENGTH, opened_run
 from hyperexp.track.store import (
+    check_store,
     require_existing_store,
     setup_experiment,
     sqlite_path,
@@ -92,6 +96,25 @@ def test_a_store_that_cannot_be_opened_is_one_input_error_line(tmp_path):
     with pytest.raises(InputError, match=r"mlflow\.db: cannot open the tracking store \(") as raised:
         setup_experiment(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit")
     assert "\n" not in str(raised.value)
+
+
+def test_a_store_where_no_lock_file_can_be_made_or_whose_lock_stays_held_is_one_line(tmp_path, monkeypatch):
+    with pytest.raises(InputError, match=r"^/proc/mlflow\.db\.lock: cannot make the tracking store's lock file"):
+        check_store("sqlite:////proc/mlflow.db")  # /proc takes no new files, whoever asks
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, f"{tmp_path / 'mlflow.db'}.lock"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(store_module, "LOCK_TIMEOUT_S", 1.0)
+        with pytest.raises(InputError, match=r"mlflow\.db\.lock: held by another process for 1 s"):
+            setup_experiment(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+HOLD_LOCK = "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(60)"
 
 
 def test_comparison_grid_pairs_every_stimulus_with_its_reconstruction_below_in_a_near_square():
