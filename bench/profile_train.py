@@ -26,13 +26,13 @@ TARGET_S = 180.0
 STAGES = [
     ("checks before any work", "hyperexp/preflight.py", "check_before_work"),
     ("data: simulate, read, align, z-score", "hyperexp/data/__init__.py", "build"),
-    ("open the MLflow run, log its dataset inputs", "hyperexp/track/datasets.py", "log_datasets"),
+    ("open the MLflow run, log its dataset inputs", "hyperexp/track/runs.py", "log_datasets"),
     ("fit (all epochs, previews included)", "hyperexp/decode/gradient.py", "fit"),
     ("  previews: grids, preview metrics, curves", "hyperexp/track/preview.py", "log"),
     ("final renders", "hyperexp/generate/__init__.py", "render", "hyperexp/train.py"),
     ("final metrics", "hyperexp/evaluate/evaluation.py", "__call__", "hyperexp/train.py"),
     ("final artifacts (images, curves, per-trial table)", "hyperexp/artifacts.py", "save_final_artifacts"),
-    ("the decoder as an MLflow model", "hyperexp/track/model.py", "log_decoder_model"),
+    ("the decoder as an MLflow model (saved into the outbox)", "hyperexp/track/runs.py", "log_model"),
     ("waiting for the outbox at the end", "hyperexp/track/outbox.py", "close"),
     ("hyperexp.train.run (everything above)", "hyperexp/train.py", "run"),
 ]

@@ -2,15 +2,13 @@
 all test trials, the loss curve, the predicted latents, the per-trial metrics and the attribute correlations.
 
 They are written to a staging folder in the run's outbox that is uploaded and then removed
-(:func:`staged_artifacts`): a run's artifacts live in MLflow only; Hydra's output folder keeps the
+(``Run.staged_artifacts``): a run's artifacts live in MLflow only; Hydra's output folder keeps the
 log and the checkpoints.
 """
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -23,16 +21,6 @@ from PIL import Image
 from hyperexp.atomic import atomic_path
 from hyperexp.decode import History
 from hyperexp.evaluate.grids import comparison_grid
-from hyperexp.track.outbox import Outbox
-
-
-@contextlib.contextmanager
-def staged_artifacts(outbox: Outbox) -> Iterator[Path]:
-    """A folder whose files become the run's artifacts when the block ends. It lives in the run's
-    outbox, which removes it once the store has them (or keeps it for ``track sync``)."""
-    folder = Path(tempfile.mkdtemp(prefix="artifacts-", dir=outbox.folder))
-    yield folder
-    outbox.log_artifacts(folder)
 
 
 def save_png(array: np.ndarray, path: Path) -> Path:

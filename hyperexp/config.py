@@ -130,6 +130,7 @@ class EvaluateConfig:
 
 @dataclass
 class TrackingConfig:
+    _target_: str = "hyperexp.track.MlflowTracker"
     uri: str = "sqlite:///runs/mlflow.db"
     artifact_root: str = "runs/artifacts"
     experiment: str = "hyperexp"

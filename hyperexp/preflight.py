@@ -1,53 +1,35 @@
-"""What a job checks outside its config before any work: the places it writes, the tracking
-store and the run it continues. Nothing is written until every check passed; then stale RUNNING
-runs of dead processes are marked KILLED (:mod:`hyperexp.track.liveness`) and the output folder
-is claimed, so that no two runs share it.
+"""What a job checks outside its config before any work: the places it writes (the tracking
+store and the run it continues are the tracker's checks, ``MlflowTracker.check``). Nothing is
+written until every check passed; then the output folder is claimed, so that no two runs share it.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from filelock import FileLock, Timeout
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from mlflow import MlflowClient
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from hyperexp.config import validated
 from hyperexp.errors import InputError
-from hyperexp.track.liveness import end_runs_of_dead_processes
-from hyperexp.track.outbox import RUN_FILE, queued_items, sync
-from hyperexp.track.resume import check_run_id, resume_target
-from hyperexp.track.store import SERVER_PREFIXES, check_store, check_writable_folder, sqlite_path, store_errors
+from hyperexp.track.outbox import FOLDER_LOCK, RUN_FILE, queued_items
+from hyperexp.track.store import check_writable_folder
 
 log = logging.getLogger("hyperexp")
 
-LOCK_NAME = ".hyperexp.lock"  # held by the process that runs in an output folder
+LOCK_NAME = FOLDER_LOCK  # held by the process that runs in an output folder
 _claimed: list[FileLock] = []
 
 
 def check_before_work(cfg: DictConfig, output_dir: Path) -> None:
-    """Every check of the job's surroundings (InputError naming the key or file), then claim
-    ``output_dir`` and end the runs of dead processes."""
-    tracking, resume = cfg.tracking, cfg.trainer.resume
+    """Every check of the places the job writes (InputError naming the key or file), then claim
+    ``output_dir``."""
     check_output_folder(output_dir)
     check_writable_folder(cfg.data.cache_dir, "data.cache_dir")
-    check_store(tracking.uri)
-    if resume is not None:
-        check_run_id(resume)
-    client = existing_store(tracking.uri)
-    if client is None and resume is not None:
-        raise InputError(f"trainer.resume={resume}: no such run (the tracking store {tracking.uri} has no runs yet)")
-    check_artifact_location(client, tracking)
-    with store_errors(tracking.uri):
-        if client is not None:
-            end_runs_of_dead_processes(client, before_marking=deliver_leftovers)
-        if resume is not None:
-            resume_target(client, resume, OmegaConf.to_container(cfg, resolve=True))
     claim_output_folder(output_dir)
 
 
@@ -69,15 +51,6 @@ def check_sweep_jobs(config: DictConfig) -> None:
                 validated(job_config)
             except InputError as error:
                 raise type(error)(f"{error} (sweep job {number}: {' '.join(job)})") from None
-
-
-def existing_store(uri: str) -> MlflowClient | None:
-    """A client of the store, or None where opening it would create a SQLite file."""
-    path = sqlite_path(uri)
-    if path is not None and not path.is_file():
-        return None
-    with store_errors(uri):
-        return MlflowClient(uri if path is None else f"sqlite:///{path.resolve()}")
 
 
 def check_output_folder(output_dir: Path) -> None:
@@ -109,32 +82,3 @@ def _lock_folder(output_dir: Path) -> FileLock:
             f"hydra.run.dir: {output_dir} is in use by another run; give each run its own folder"
         ) from None
     return lock
-
-
-def check_artifact_location(client: MlflowClient | None, tracking: DictConfig) -> None:
-    """A local artifact store must be a writable folder: the experiment's, or the one a new
-    experiment will get (``tracking.artifact_root``). Servers choose their own."""
-    if tracking.uri.startswith(SERVER_PREFIXES):
-        return
-    experiment = client.get_experiment_by_name(tracking.experiment) if client is not None else None
-    if experiment is None:
-        if tracking.artifact_root:
-            check_writable_folder(tracking.artifact_root, "tracking.artifact_root")
-        return
-    location = urlparse(experiment.artifact_location)
-    if location.scheme in ("", "file"):
-        folder = unquote(location.path) if location.scheme else experiment.artifact_location
-        check_writable_folder(folder, f"artifact location of experiment '{tracking.experiment}'")
-
-
-def deliver_leftovers(run) -> None:
-    """Before a dead process's run is marked KILLED: deliver what it queued and never sent."""
-    folder = Path(run.data.tags.get("output_dir", "")) / "outbox"
-    if not (folder / RUN_FILE).is_file():
-        return
-    try:
-        with FileLock(folder.parent / LOCK_NAME, timeout=0):
-            run_id, count = sync(folder)
-        log.warning("delivered %d updates that run %s left in %s", count, run_id, folder)
-    except Exception as error:  # the run is marked KILLED anyway; sync can be run by hand
-        log.warning("updates left in %s not delivered (%s); later: python -m hyperexp.track sync", folder, error)

@@ -2,12 +2,11 @@
 
 Build the data, the decoder, the generator and the evaluation from their config groups; fit the
 decoder with a preview logger; evaluate the test trials; record everything in one MLflow run.
-``-m`` runs a sweep, each job a child of the sweep's parent run (:mod:`hyperexp.track.sweep`).
+``-m`` runs a sweep, each job a child of the sweep's parent run (:mod:`hyperexp.sweep`).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from pathlib import Path
@@ -16,9 +15,9 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from hyperexp.artifacts import save_attribute_correlations, save_final_artifacts, save_per_trial, staged_artifacts
+from hyperexp.artifacts import save_attribute_correlations, save_final_artifacts, save_per_trial
 from hyperexp.cli import fail, run_app
 from hyperexp.config import build, validated
 from hyperexp.data import DataShape, planned_shape
@@ -34,12 +33,9 @@ from hyperexp.generate import check_precision, render
 from hyperexp.preflight import check_before_work
 from hyperexp.signals import GracefulStop
 from hyperexp.threads import apply_thread_budget, thread_budget
-from hyperexp.track.datasets import log_datasets
-from hyperexp.track.model import log_decoder_model
 from hyperexp.track.naming import job_identity
 from hyperexp.track.preview import PreviewLogger
-from hyperexp.track.resume import tag_checkpoint
-from hyperexp.track.runs import JobRun, job_run, last_run_id
+from hyperexp.track.runs import Run
 from hyperexp.track.sweep import record_failed_job
 
 log = logging.getLogger("hyperexp")
@@ -57,9 +53,11 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
     decoder = build(cfg.decoder)
     generator = build(cfg.generator.model).to(device).eval()
     evaluation = build(cfg.evaluate)
+    tracker = build(cfg.tracking)
     context = FitContext(settings, loss=training_objective(generator, settings), stop_requested=stop)
     check_parts_agree(planned_shape(**vars(config.data)), decoder, generator, evaluation, context)
-    check_before_work(cfg, output_dir)  # the store, where it writes, what it resumes: before anything is written
+    tracker.check(settings.resume, OmegaConf.to_container(cfg, resolve=True))  # the store, what it resumes
+    check_before_work(cfg, output_dir)  # where it writes: before anything is written
     data = build(cfg.data, device=device)
     splits = {name: tuple(torch.as_tensor(a, device=device) for a in rows) for name, rows in data.splits().items()}
     (x_train, t_train), (x_test, t_test) = splits.pop("train"), splits["test"]  # splits: the held-out rows
@@ -67,50 +65,65 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
     job = job_identity(cfg, hydra_config, data, decoder_choice(hydra_config, decoder), output_dir)
     job.tags["threads"] = str(threads)
     job.tags["test_set"] = stimulus_set_key(data.t_test)  # runs with equal keys pair trial by trial in reports
-    with job_run(cfg.tracking, job, settings.resume, output_dir) as run_:
-        log.info("MLflow run %s (%s) in experiment '%s'", run_.run_id, job.name, cfg.tracking.experiment)
-        log_datasets(data)
+    with tracker.start(job, settings.resume, output_dir) as run_:
+        log.info("MLflow run %s (%s) in experiment '%s'", run_.run_id, job.name, tracker.experiment)
+        run_.log_datasets(data)
         shown, batch_size = slice(0, settings.preview_trials), cfg.generator.batch_size
         context.resume_from = run_.resume_from
         context.monitor = EpochMetrics(splits)
         context.logger = PreviewLogger(run_, generator, x_test[shown], t_test[shown], batch_size, settings.preview_size)
-        tag = functools.partial(tag_checkpoint, run_.outbox)
-        context.checkpoints = Checkpoints(output_dir / "checkpoints" / "last.pt", settings.checkpoint_every, tag)
-        history = decoder.fit(x_train, t_train, context)
+        checkpoint = output_dir / "checkpoints" / "last.pt"
+        context.checkpoints = Checkpoints(checkpoint, settings.checkpoint_every, run_.tag_checkpoint)
+        try:
+            history = decoder.fit(x_train, t_train, context)
+        except StopRequested as stopped:
+            stopped.run_id = run_.run_id  # for the message that says how to continue
+            raise
         warn_if_still_falling(history)
 
         with torch.no_grad():
             predicted = decoder.predict(x_test)
         stimuli, reconstructions = (render(generator, z, batch_size) for z in (t_test, predicted))
         results = evaluation(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator)
-        with staged_artifacts(run_.outbox) as folder:
-            record_results(run_, folder, results, history, decoder.fitted_summary(), context.logger.seconds)
+        with run_.staged_artifacts() as folder:
+            summary = record_results(run_, folder, results, history, decoder.fitted_summary(), context.logger.seconds)
             save_final_artifacts(folder, stimuli, reconstructions, predicted, history)
             trials = evaluation.per_trial(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions)
             save_per_trial(folder / PER_TRIAL_FILE, trials)
-        log_decoder_model(decoder, data.x_train[:2])
+        run_.log_model(decoder, data.x_train[:2], summary, model_description(job.name, data, history))
     output_dir.mkdir(parents=True, exist_ok=True)
     np.save(output_dir / "predicted_latents.npy", predicted.cpu().numpy())  # the job's result, for `generate render`
     log.info("latent similarity %.4f, SSIM %.4f; run %s", results["latent_similarity"], results["ssim"], job.name)
     return validation_loss(history)
 
 
-def record_results(job: JobRun, folder: Path, results: dict, history: History, fitted: dict, logging_s: float) -> None:
-    """End-of-run summary metrics (``test/*``, ``validation/loss``) logged once; the attribute
-    correlations as a table and a figure in ``folder`` with their mean as ``test/attribute_similarity``;
-    what the decoder chose; and what training and logging cost, as tags."""
+def record_results(run_: Run, folder: Path, results: dict, history: History, fitted: dict, logging_s: float):
+    """End-of-run summary metrics (``test/*``, ``validation/loss``) logged once (and returned, for
+    the model); the attribute correlations as a table and a figure in ``folder`` with their mean as
+    ``test/attribute_similarity``; what the decoder chose; and what training and logging cost, as tags."""
     step = history.epochs_done
     correlations = {k.removeprefix(ATTRIBUTE_PREFIX): v for k, v in results.items() if k.startswith(ATTRIBUTE_PREFIX)}
     summary = {f"test/{key}": value for key, value in results.items() if not key.startswith(ATTRIBUTE_PREFIX)}
     if (loss := validation_loss(history)) is not None:
         summary["validation/loss"] = loss
-    job.metrics.add(summary, step)
-    job.metrics.add({f"decoder/{key}": value for key, value in fitted.items()}, step)
-    job.metrics.flush()
+    logged = run_.log_metrics(summary, step)
+    run_.log_metrics({f"decoder/{key}": value for key, value in fitted.items()}, step)
+    run_.flush()
     timing = {"fit_seconds": history.seconds, "logging_seconds": logging_s}
-    job.outbox.log_batch(tags=[(key, f"{value:.2f}") for key, value in timing.items()])
+    run_.set_tags({key: f"{value:.2f}" for key, value in timing.items()})
     if correlations:
         save_attribute_correlations(folder, correlations)
+    return logged
+
+
+def model_description(name: str, data, history: History) -> str:
+    """What the logged model is, in the UI's description field."""
+    return (
+        f"The decoder of run `{name}`: fMRI responses ({data.x_train.shape[1]} features, float32) to "
+        f"{data.t_train.shape[1]}-d generator latents; fitted on {len(data.x_train)} trials of {data.name} "
+        f"for {history.epochs_done} epochs. Its metrics are the run's test metrics. "
+        "Load it with `mlflow.pyfunc.load_model(model_uri).predict(x)`."
+    )
 
 
 def validation_loss(history: History) -> float | None:
@@ -158,7 +171,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg, output_dir, hydra_config, stop=GracefulStop().install())
     except StopRequested as stopped:
-        run_id = last_run_id() or "<run id>"
+        run_id = getattr(stopped, "run_id", "<run id>")
         print(f"hyperexp: stopped after epoch {stopped.epoch}; continue with trainer.resume={run_id}", file=sys.stderr)
         sys.exit(130)
     except Exception as error:

@@ -24,7 +24,7 @@ from mlflow.entities import Metric
 
 from hyperexp.track.liveness import HEARTBEAT, HOST, NOTE, PID, end_runs_of_dead_processes, process_start
 from hyperexp.track.outbox import queued_items
-from hyperexp.track.runs import MetricBuffer, tracked_run
+from hyperexp.track.runs import opened_run
 from hyperexp.track.store import setup_experiment
 from tests.conftest import TINY, run_cli, runs_of, store
 from tests.faults import (
@@ -112,22 +112,21 @@ def test_a_store_locked_beyond_its_timeout_delays_delivery_and_loses_nothing(tmp
     middle of a run: the run goes on, its updates queue; they arrive once the lock is gone."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment = setup_experiment(uri, "locked", str(tmp_path / "artifacts"))
-    with tracked_run(experiment, "locked", {}, folder=tmp_path / "outbox") as run:
-        metrics = MetricBuffer(run.info.run_id, run.outbox)
-        metrics.add({"loss": 1.0}, 1)
-        metrics.flush()
+    with opened_run(uri, experiment, "locked", {}, folder=tmp_path / "outbox") as run:
+        run.log_metrics({"loss": 1.0}, 1)
+        run.flush()
         locker = lock_store(tmp_path / "mlflow.db", seconds=30)
         started = time.monotonic()
         for step in range(2, 201):
-            metrics.add({"loss": 1.0 / step}, step)
-            metrics.flush()
+            run.log_metrics({"loss": 1.0 / step}, step)
+            run.flush()
         run.outbox.log_image(np.zeros((16, 16, 3), np.uint8), key="grid", step=200)
         assert time.monotonic() - started < 10  # queued, not waiting for the store
         assert len(run.outbox.pending) > 100
         locker.wait(timeout=120)
     client = MlflowClient(uri)
-    assert client.get_run(run.info.run_id).info.status == "FINISHED"
-    assert steps(client, run.info.run_id, "loss") == list(range(1, 201))
+    assert client.get_run(run.run_id).info.status == "FINISHED"
+    assert steps(client, run.run_id, "loss") == list(range(1, 201))
     assert not (tmp_path / "outbox").exists()  # delivered, then removed
 
 
@@ -137,12 +136,11 @@ def test_updates_a_store_never_took_are_kept_and_synced_later(tmp_path):
     experiment = setup_experiment(uri, "gone", str(tmp_path / "artifacts"))
     locker = None
     try:
-        with tracked_run(experiment, "gone", {}, folder=tmp_path / "out" / "outbox", outage_wait_s=1) as run:
+        with opened_run(uri, experiment, "gone", {}, folder=tmp_path / "out" / "outbox", outage_wait_s=1) as run:
             locker = lock_store(tmp_path / "mlflow.db", seconds=3600)
-            metrics = MetricBuffer(run.info.run_id, run.outbox)
             for step in range(1, 51):
-                metrics.add({"loss": 1.0 / step}, step)
-                metrics.flush()
+                run.log_metrics({"loss": 1.0 / step}, step)
+                run.flush()
         assert len(queued_items(tmp_path / "out" / "outbox")) == 51  # 50 batches and the final status
         refused = run_cli("sync", str(tmp_path / "out"), cwd=tmp_path, module="hyperexp.track", timeout=600)
         assert refused.returncode == 1 and refused.stderr.startswith("hyperexp: error: ")
@@ -151,10 +149,10 @@ def test_updates_a_store_never_took_are_kept_and_synced_later(tmp_path):
             locker.kill()
     synced = run_cli("sync", str(tmp_path / "out"), cwd=tmp_path, module="hyperexp.track")
     assert synced.returncode == 0, synced.stderr[-3000:]
-    assert f"run {run.info.run_id}: " in synced.stdout
+    assert f"run {run.run_id}: " in synced.stdout
     client = MlflowClient(uri)
-    assert client.get_run(run.info.run_id).info.status == "FINISHED"
-    assert steps(client, run.info.run_id, "loss") == list(range(1, 51))
+    assert client.get_run(run.run_id).info.status == "FINISHED"
+    assert steps(client, run.run_id, "loss") == list(range(1, 51))
     assert not (tmp_path / "out" / "outbox").exists()
 
 

@@ -35,7 +35,8 @@ def test_a_tracking_server_down_for_30_s_mid_run_loses_nothing(tmp_path):
         for key in ("learning/train_loss", "learning/test_loss", "learning/test_latent_cosine"):
             assert steps(client, run.info.run_id, key) == list(range(1, 2001)), key
         grids = [a for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
-        assert len({a.path.split("+step+")[1].split("+")[0] for a in grids}) == 101  # step 0 and every log_every
+        grid_steps = sorted(int(a.path.split("+step+")[1].split("+")[0]) for a in grids)
+        assert grid_steps == list(range(0, 2001, 20))  # step 0 and every log_every, once each
 
 
 @pytest.mark.slow
@@ -56,6 +57,11 @@ def test_a_tracking_server_gone_until_the_end_is_synced_afterwards(tmp_path):
         assert synced.returncode == 0, synced.stderr[-3000:]
         finished_run(client, run.info.run_id, 300)
         assert "predicted_latents.npy" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        run = client.get_run(run.info.run_id)
+        assert sorted(i.tags[0].value for i in run.inputs.dataset_inputs) == ["test", "training"]
+        (model,) = client.search_logged_models([run.info.experiment_id])
+        assert model.status == "READY" and model.source_run_id == run.info.run_id
+        assert {m.key for m in model.metrics} == {key for key in run.data.metrics if key.startswith("test/")}
     finally:
         server.kill()
 

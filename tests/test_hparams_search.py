@@ -62,5 +62,5 @@ def test_a_four_trial_optuna_study_is_a_parent_run_with_a_child_per_trial(tmp_pa
     assert {"decoder.optimizer.lr", "decoder.optimizer.weight_decay"} <= set(parent.data.params)
     assert "decoder.optimizer.lr=tag(log, interval(" in parent.info.run_name
     best = min(r.data.metrics["validation/loss"] for r in trials)
-    assert parent.data.metrics["best/validation_loss"] == pytest.approx(best, rel=1e-6)
+    assert parent.data.metrics["summary/best/validation_loss"] == pytest.approx(best, rel=1e-6)
     assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()

@@ -10,13 +10,13 @@ from hydra.types import RunMode
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from hyperexp.track.group_summary import OPTUNA_RESULTS, group_label
-from hyperexp.track.runs import MetricBuffer, tracked_run
+from hyperexp.report.group_summary import OPTUNA_RESULTS, group_label
+from hyperexp.report.sweep import failed_jobs
+from hyperexp.sweep import MlflowSweepCallback
+from hyperexp.track.runs import opened_run
 from hyperexp.track.sweep import (
     PARENT_FILE,
     SWEEP_FILE,
-    MlflowSweepCallback,
-    failed_jobs,
     job_group,
     read_parent_run_id,
     record_failed_job,
@@ -32,6 +32,7 @@ def sweep_config(tmp_path):
         {
             "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}, "overrides": {"task": SWEEP_OVERRIDES}, "sweeper": {}},
             "tracking": {
+                "_target_": "hyperexp.track.MlflowTracker",
                 "uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
                 "experiment": "sweeps",
                 "artifact_root": str(tmp_path / "artifacts"),
@@ -50,11 +51,10 @@ def run_job(tmp_path, num: int, overrides: list[str], ssim: float) -> str:
     """What a training job does with its sweep: a child run, tagged by ``sweep_membership``."""
     tags, parent_id = sweep_membership(job_config(tmp_path, num, overrides))
     experiment_id = json.loads((tmp_path / "sweep" / SWEEP_FILE).read_text())["experiment_id"]
-    with tracked_run(experiment_id, f"job {num}", tags, parent_run_id=parent_id) as active:
-        metrics = MetricBuffer(active.info.run_id)
-        metrics.add({"test/ssim": ssim}, 1)
-        metrics.flush()
-    return active.info.run_id
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with opened_run(uri, experiment_id, f"job {num}", tags, parent_run_id=parent_id) as active:
+        active.log_metrics({"test/ssim": ssim}, 1)
+    return active.run_id
 
 
 def test_group_labels_are_metric_key_prefixes():
@@ -71,7 +71,7 @@ def test_an_optuna_studys_best_trial_goes_to_its_parent_run(tmp_path):
     (tmp_path / "sweep" / OPTUNA_RESULTS).write_text(results)
     callback.on_multirun_end(config)
     parent = MlflowClient(config.tracking.uri).get_run(read_parent_run_id(tmp_path / "sweep"))
-    assert parent.data.metrics["best/validation_loss"] == 0.41
+    assert parent.data.metrics["summary/best/validation_loss"] == 0.41
     assert parent.data.tags["best_params"] == "decoder.optimizer.lr=0.0003"
 
 
@@ -99,7 +99,6 @@ def test_a_sweep_of_finished_jobs_ends_finished_with_its_report(tmp_path):
     assert parent.info.status == "RUNNING"
     assert parent.data.tags["sweep_role"] == "parent" and parent.data.tags["swept_keys"] == "data,trainer.seed"
     assert parent.info.run_name == "data=subject1,subject2 trainer.seed=0,1"  # named by what it sweeps
-    assert parent.data.params == {"data": "subject1,subject2", "trainer.seed": "0,1"}
     assert parent.data.tags["mlflow.note.content"].startswith("`python -m hyperexp.train -m data=subject1,subject2")
 
     jobs = [
@@ -119,10 +118,13 @@ def test_a_sweep_of_finished_jobs_ends_finished_with_its_report(tmp_path):
     callback.on_multirun_end(config)
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED"
+    assert parent.data.params == {"data": "subject1,subject2", "trainer.seed": "0,1"}
     summary = parent.data.metrics  # per group: mean and 95% CI half-width over its jobs (ssim 0.5, 0.6 | 0.7)
-    assert summary["subject1/ssim"] == pytest.approx(0.55) and summary["subject2/ssim"] == pytest.approx(0.7)
-    assert summary["subject1/ssim_ci95"] == pytest.approx(12.7062 * 0.0707107 / 2**0.5, rel=1e-4)
-    assert "subject2/ssim_ci95" not in summary  # one job: no interval
+    assert summary["summary/subject1/ssim"] == pytest.approx(0.55)
+    assert summary["summary/subject2/ssim"] == pytest.approx(0.7)
+    assert summary["summary/subject1/ssim_ci95"] == pytest.approx(12.7062 * 0.0707107 / 2**0.5, rel=1e-4)
+    assert "summary/subject2/ssim_ci95" not in summary  # one job: no interval
+    assert all(key > "learning/" for key in summary)  # MLflow's charts: after the jobs' curves
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "| data=subject1 | 2 | 0.55 ± 0.071 |" in report and "Jobs that failed" not in report
     assert {"report/report.md", "report/report.html"} <= {a.path for a in client.list_artifacts(parent_id, "report")}

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -6,9 +8,11 @@ from mlflow import MlflowClient
 
 from hyperexp.errors import InputError
 from hyperexp.evaluate.grids import GAP, MAX_CELL, comparison_grid
+from hyperexp.track import store as store_module
 from hyperexp.track.resume import flatten
-from hyperexp.track.runs import MAX_PARAM_LENGTH, MetricBuffer, log_params, tracked_run
+from hyperexp.track.runs import MAX_PARAM_LENGTH, opened_run
 from hyperexp.track.store import (
+    check_store,
     require_existing_store,
     setup_experiment,
     sqlite_path,
@@ -27,8 +31,8 @@ def experiment(tmp_path_factory):
 def test_runs_end_failed_with_the_traceback_or_killed(experiment, error, status):
     uri, experiment_id = experiment
     with pytest.raises(type(error)):
-        with tracked_run(experiment_id, "doomed", {"kind": status}) as active:
-            run_id = active.info.run_id
+        with opened_run(uri, experiment_id, "doomed", {"kind": status}) as active:
+            run_id = active.run_id
             raise error
     client = MlflowClient(uri)
     run = client.get_run(run_id)
@@ -40,8 +44,8 @@ def test_runs_end_failed_with_the_traceback_or_killed(experiment, error, status)
 
 def test_finished_run_and_flatten(experiment):
     uri, experiment_id = experiment
-    with tracked_run(experiment_id, "fine", {}) as active:
-        run_id = active.info.run_id
+    with opened_run(uri, experiment_id, "fine", {}) as active:
+        run_id = active.run_id
     assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
     assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None}) == {"a.b": "1", "a.c.d": "[1, 2]", "e": "None"}
 
@@ -49,14 +53,13 @@ def test_finished_run_and_flatten(experiment):
 def test_params_and_metrics_beyond_one_batch_all_arrive(experiment):
     uri, experiment_id = experiment
     params = {f"p{index}": str(index) for index in range(150)} | {"long": "x" * (MAX_PARAM_LENGTH + 10)}
-    with tracked_run(experiment_id, "big", {}) as active:
-        run_id = active.info.run_id
-        log_params(run_id, params)
-        metrics = MetricBuffer(run_id)
+    with opened_run(uri, experiment_id, "big", {}) as active:
+        run_id = active.run_id
+        active.log_params(params)
         for step in range(1, 601):
-            metrics.add({"loss": 1 / step, "accuracy": step / 600}, step)
-        metrics.flush()
-        assert metrics.pending == []
+            active.log_metrics({"loss": 1 / step, "accuracy": step / 600}, step)
+        active.flush()
+        assert active.pending == []
     client = MlflowClient(uri)
     logged = client.get_run(run_id).data.params
     assert len(logged) == 151 and logged["p149"] == "149" and logged["long"] == "x" * MAX_PARAM_LENGTH
@@ -93,6 +96,25 @@ def test_a_store_that_cannot_be_opened_is_one_input_error_line(tmp_path):
     with pytest.raises(InputError, match=r"mlflow\.db: cannot open the tracking store \(") as raised:
         setup_experiment(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit")
     assert "\n" not in str(raised.value)
+
+
+def test_a_store_where_no_lock_file_can_be_made_or_whose_lock_stays_held_is_one_line(tmp_path, monkeypatch):
+    with pytest.raises(InputError, match=r"^/proc/mlflow\.db\.lock: cannot make the tracking store's lock file"):
+        check_store("sqlite:////proc/mlflow.db")  # /proc takes no new files, whoever asks
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, f"{tmp_path / 'mlflow.db'}.lock"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(store_module, "LOCK_TIMEOUT_S", 1.0)
+        with pytest.raises(InputError, match=r"mlflow\.db\.lock: held by another process for 1 s"):
+            setup_experiment(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+HOLD_LOCK = "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(60)"
 
 
 def test_comparison_grid_pairs_every_stimulus_with_its_reconstruction_below_in_a_near_square():

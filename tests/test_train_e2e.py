@@ -130,7 +130,12 @@ def test_the_logged_model_predicts_the_latents_the_run_recorded(single_run, tmp_
         filter_string=f"source_run_id = '{run.info.run_id}'",
         output_format="list",
     )
-    assert model.name == "decoder"
+    assert model.name == "decoder" and model.status == "READY"
+    assert [output.model_id for output in run.outputs.model_outputs] == [model.model_id]
+    carried = {metric.key: metric.value for metric in model.metrics}  # the test metrics, not a preview's
+    assert carried and all(key.startswith("test/") for key in carried), sorted(carried)
+    assert carried["test/latent_similarity"] == run.data.metrics["test/latent_similarity"]
+    assert f"The decoder of run `{run.info.run_name}`" in model.tags["mlflow.note.content"]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(single_run)  # the simulated data are cached there
         data = build(compose_job(*TINY)[0].data)
@@ -189,7 +194,7 @@ def test_tiny_multirun_is_one_parent_run_with_a_child_per_job_and_a_report(tmp_p
     assert {r.data.tags["sweep"] for r in children} == {parent.data.tags["sweep"]} == {"sweep"}
     assert parent.info.run_name == "data=subject1,subject2" and parent.data.params == {"data": "subject1,subject2"}
     similarity = {r.data.tags["group"]: r.data.metrics["test/latent_similarity"] for r in children}
-    assert parent.data.metrics["subject2/latent_similarity"] == pytest.approx(similarity["data=subject2"])
+    assert parent.data.metrics["summary/subject2/latent_similarity"] == pytest.approx(similarity["data=subject2"])
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "data=subject1" in report and "data=subject2" in report
     figures = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}

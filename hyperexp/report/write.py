@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from hyperexp.report.sections import (
 from hyperexp.report.statistics import Estimate
 from hyperexp.report.summary import DEFAULT_METRICS, GroupSummary, logged_metrics, summary_table
 from hyperexp.report.trials import GroupTrials
+from hyperexp.track.outbox import send
 
 RUN_STATISTICS = ("mean", "sd", "n")  # runs.csv: the columns of each metric, <metric>_<statistic>
 ESTIMATE_COLUMNS = ("value", "low", "high", "p", "p_holm", "n_trials", "n_experiments", "method")
@@ -190,7 +193,12 @@ def log_report_to_run(
     tracking_uri: str | None = None,
     artifact_path: str = "report",
 ) -> None:
-    """Attach the report files to a run (a sweep's parent run) as artifacts under ``artifact_path``."""
-    client = MlflowClient(tracking_uri)
-    for path in paths.values() if isinstance(paths, Mapping) else paths:
-        client.log_artifact(run_id, str(path), artifact_path)
+    """Attach the report files to a run (a sweep's parent run, ended) as artifacts under ``artifact_path``."""
+    with tempfile.TemporaryDirectory(prefix="hyperexp-report-") as folder:
+        for path in paths.values() if isinstance(paths, Mapping) else paths:
+            shutil.copy2(path, folder)
+        send(
+            MlflowClient(tracking_uri),
+            run_id,
+            {"kind": "artifacts", "local_dir": folder, "artifact_path": artifact_path},
+        )

@@ -7,8 +7,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from hyperexp.cli import fail
-from hyperexp.errors import InputError
 from hyperexp.track.outbox import RUN_FILE, sync
 from hyperexp.track.store import bound_http_retries
 
@@ -26,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     command.add_argument("--tracking-uri", help="deliver to this store instead of the one the run used")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
-        fail(InputError(f"{args.folder}: no such folder"))
+        parser.exit(1, f"hyperexp: error: {args.folder}: no such folder\n")
     found = outboxes(args.folder)
     if not found:
         print(f"{args.folder}: nothing to upload")
@@ -37,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
             run_id, count = sync(outbox, args.tracking_uri)
         except Exception as error:  # the store still does not answer: say so, keep the rest
             first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-            fail(InputError(f"{outbox}: not delivered, still queued ({first})"))
+            parser.exit(1, f"hyperexp: error: {outbox}: not delivered, still queued ({first})\n")
         print(f"run {run_id}: {count} updates delivered from {outbox}")
 
 

@@ -11,20 +11,20 @@ from mlflow.data.dataset_source_registry import get_dataset_source_from_json
 
 from hyperexp.data.cache import content_key
 from hyperexp.data.variants import DecodingData
-from hyperexp.track.store import unless_store_away
 
 CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}
 
 
-def log_datasets(data: DecodingData) -> None:
-    """One dataset input per split of ``data``, in the active run (training first: the UI lists it).
-    A store that does not answer costs these inputs (with a warning), not the run."""
+def dataset_inputs(data: DecodingData) -> list[tuple[dict, str]]:
+    """Per split of ``data`` (training first: the UI lists it), the dataset entity (as a dict, the
+    form the outbox keeps on disk) and its context."""
     source = None
     if data.files:  # a local source named directly (resolving a path finds MLflow's local source twice)
         folder = str(Path(data.files[0]).parent.resolve())
         source = get_dataset_source_from_json(json.dumps({"uri": folder}), source_type="local")
-    with unless_store_away("dataset inputs"):
-        for split, (x, t) in data.splits().items():
-            digest = content_key([x, t])[:16]
-            dataset = mlflow.data.from_numpy(x, targets=t, source=source, name=data.name, digest=digest)
-            mlflow.log_input(dataset, context=CONTEXTS[split])
+    inputs = []
+    for split, (x, t) in data.splits().items():
+        digest = content_key([x, t])[:16]
+        dataset = mlflow.data.from_numpy(x, targets=t, source=source, name=data.name, digest=digest)
+        inputs.append((dataset._to_mlflow_entity().to_dictionary(), CONTEXTS[split]))
+    return inputs

@@ -21,6 +21,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus, ViewType
 
+from hyperexp.track.outbox import Outbox, send
+
 log = logging.getLogger("hyperexp")
 
 HOST, PID, PROCESS_START, HEARTBEAT = "hyperexp.host", "hyperexp.pid", "hyperexp.process_start", "hyperexp.heartbeat"
@@ -100,30 +102,34 @@ def end_runs_of_dead_processes(client: MlflowClient, before_marking=None) -> lis
                 continue  # what it left on disk ended it (its final status was queued)
         note = f"Marked KILLED by process {os.getpid()} on {socket.gethostname()}: {reason}."
         previous = run.data.tags.get(NOTE)
-        client.set_tag(run.info.run_id, NOTE, f"{previous}\n\n{note}" if previous else note)
+        described = [[NOTE, f"{previous}\n\n{note}" if previous else note]]
         last_seen = int(run.data.tags.get(HEARTBEAT, "0")) or None
-        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED), end_time=last_seen)
+        send(client, run.info.run_id, {"kind": "batch", "metrics": [], "params": [], "tags": described})
+        send(
+            client,
+            run.info.run_id,
+            {"kind": "status", "status": RunStatus.to_string(RunStatus.KILLED), "end_time": last_seen},
+        )
         log.warning("run %s was left RUNNING (%s): marked KILLED", run.info.run_id, reason)
         ended.append(run.info.run_id)
     return ended
 
 
 class Heartbeat:
-    """Refreshes a run's heartbeat tag from a daemon thread until stopped; a store that does not
-    answer only delays the next beat (the run's own data go through its outbox)."""
+    """Refreshes a run's heartbeat tag from a daemon thread until stopped, through the run's outbox."""
 
-    def __init__(self, tracking_uri: str, run_id: str, every_s: float = HEARTBEAT_S):
-        self.client, self.run_id, self.every_s = MlflowClient(tracking_uri), run_id, every_s
+    def __init__(self, outbox: Outbox, every_s: float = HEARTBEAT_S):
+        self.outbox, self.every_s = outbox, every_s
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{outbox.run_id[:8]}", daemon=True)
         self._thread.start()
 
     def _beat(self) -> None:
         while not self._stopped.wait(self.every_s):
             try:
-                self.client.set_tag(self.run_id, HEARTBEAT, str(int(time.time() * 1000)))
-            except Exception as error:  # an outage: the outbox reports it; the next beat tries again
-                log.debug("heartbeat of run %s not sent: %s", self.run_id, error)
+                self.outbox.set_tag(HEARTBEAT, str(int(time.time() * 1000)))
+            except OSError as error:  # a full disk: the run itself reports it
+                log.debug("heartbeat of run %s not queued: %s", self.outbox.run_id, error)
 
     def stop(self) -> None:
         self._stopped.set()

@@ -1,10 +1,14 @@
 """The fitted decoder as an MLflow model: ``mlflow.pyfunc.load_model(uri).predict(x)`` gives latents.
 
 It is saved in PyTorch's ``torch.export`` format (MLflow's ``pt2``), a program rather than a
-pickled class, so loading it needs torch and MLflow only, not this package.
+pickled class, so loading it needs torch and MLflow only, not this package. It is saved when the
+run ends, into the run's outbox, which makes it the run's logged model when the store has it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -12,26 +16,27 @@ import torch
 from mlflow.models import infer_signature
 
 from hyperexp.decode import Decoder
-from hyperexp.track.store import unless_store_away
 
 MODEL_NAME = "decoder"
 
 
-def log_decoder_model(decoder: Decoder, x_example: np.ndarray) -> str | None:
-    """Log the decoder in the active run, with its signature and ``x_example`` (a few rows of
-    responses, float32) as input example; returns the model's URI, or None (with a warning) when
-    the tracking store does not answer: the run's other updates wait in its outbox."""
+def decoder_model_saver(decoder: Decoder, x_example: np.ndarray) -> Callable[[Path], None]:
+    """What saves the decoder, with its signature and ``x_example`` (a few rows of responses,
+    float32) as input example, into a folder (as ``mlflow.pytorch.save_model``)."""
     module = decoder.as_module().eval()
     with torch.no_grad():
         latents = module(torch.as_tensor(x_example)).numpy()
-    info = None
-    with unless_store_away("decoder model"):
-        info = mlflow.pytorch.log_model(
+    signature = infer_signature(x_example, latents)
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+
+    def save(folder: Path) -> None:
+        mlflow.pytorch.save_model(
             module,
-            name=MODEL_NAME,
+            str(folder),
             serialization_format="pt2",
-            signature=infer_signature(x_example, latents),
+            signature=signature,
             input_example=x_example,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+            pip_requirements=requirements,
         )
-    return None if info is None else info.model_uri
+
+    return save

@@ -13,7 +13,7 @@ from hyperexp.decode import History
 from hyperexp.evaluate.grids import comparison_grid
 from hyperexp.evaluate.metrics import image_metrics
 from hyperexp.generate import render
-from hyperexp.track.runs import JobRun
+from hyperexp.track.runs import Run
 
 # Per-epoch curves and the grid share one chart section, named so that MLflow (which orders named
 # sections alphabetically, before unnamed ones) shows it above the one-point summary sections (test/).
@@ -29,12 +29,11 @@ def grid_title(epoch: int, epochs: int) -> str:
 class PreviewLogger:
     """The logger a fit is handed (``FitContext.logger``); ``seconds`` is what logging cost."""
 
-    def __init__(self, job: JobRun, generator, x_preview, t_preview, batch_size: int, size: int | None):
-        self.metrics, self.generator, self.x = job.metrics, generator, x_preview
+    def __init__(self, run: Run, generator, x_preview, t_preview, batch_size: int, size: int | None):
+        self.run, self.generator, self.x = run, generator, x_preview
         self.batch_size, self.size = batch_size, size
         self.stimuli = render(generator, t_preview, batch_size, size)  # the top row of every grid
-        self.outbox = job.outbox
-        self.logged_epochs = job.logged_epochs  # a resumed run holds its earlier epochs already
+        self.logged_epochs = run.logged_epochs  # a resumed run holds its earlier epochs already
         self.seconds = 0.0
 
     def log(self, epoch: int, history: History, predict) -> None:
@@ -42,16 +41,16 @@ class PreviewLogger:
             return  # logged before the run was interrupted
         started = time.perf_counter()
         for index in range(self.logged_epochs, epoch):
-            self.metrics.add({CURVES + name: value for name, value in history.at(index).items()}, index + 1)
+            self.run.log_metrics({CURVES + name: value for name, value in history.at(index).items()}, index + 1)
         self.logged_epochs = epoch
         with torch.no_grad():
             reconstructions = render(self.generator, predict(self.x), self.batch_size, self.size)
         grid = comparison_grid(self.stimuli, reconstructions, title=grid_title(epoch, history.epochs))
-        self.outbox.log_image(grid, key=GRID_KEY, step=epoch)
+        self.run.log_image(grid, key=GRID_KEY, step=epoch)
         if len(reconstructions) >= 2:  # identification needs two trials
             preview = image_metrics(self.stimuli, reconstructions)
-            self.metrics.add({f"{CURVES}preview_{name}": value for name, value in preview.items()}, epoch)
-        self.metrics.flush()
+            self.run.log_metrics({f"{CURVES}preview_{name}": value for name, value in preview.items()}, epoch)
+        self.run.flush()
         if epoch > 0:
             losses = ", ".join(f"{name} {value:.5g}" for name, value in history.at(epoch - 1).items())
             epoch_log.info("epoch %d/%d: %s", epoch, history.epochs, losses)

@@ -70,9 +70,9 @@ def logged_config(client: MlflowClient, run_id: str) -> dict[str, str] | None:
         return flatten(yaml.safe_load(Path(path).read_text()))
 
 
-def checkpoint_of(run_id: str, config: Mapping[str, Any]) -> dict:
+def checkpoint_of(tracking_uri: str, run_id: str, config: Mapping[str, Any]) -> dict:
     """The last checkpoint of run ``run_id`` (``trainer.resume``); ``config``: this job's resolved config."""
-    return load_checkpoint(resume_target(MlflowClient(), run_id, config))
+    return load_checkpoint(resume_target(MlflowClient(tracking_uri), run_id, config))
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -84,8 +84,3 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[f"{prefix}{key}"] = str(value)
     return flat
-
-
-def tag_checkpoint(outbox, path: Path) -> None:
-    """Record where the run's latest checkpoint is (what ``checkpoint_of`` reads back)."""
-    outbox.set_tag("checkpoint", str(path))

@@ -1,57 +1,36 @@
-"""One MLflow run per job: its lifetime (FINISHED, KILLED or FAILED), params and batched metrics."""
+"""One MLflow run: its lifetime (FINISHED, KILLED or FAILED with the reason) and what it logs.
+
+The run is created with one request to the store; everything after that (params, metrics,
+images, artifacts, dataset inputs, the decoder model, its heartbeat, system metrics and its end)
+goes through its outbox (:mod:`hyperexp.track.outbox`), so that a store that does not answer
+delays what the run logs and loses none of it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
-import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunInfo, RunStatus
-from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+from mlflow.entities import Metric, RunStatus
+from mlflow.tracking.context import registry as context_registry
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from hyperexp.track.liveness import Heartbeat, process_tags
-from hyperexp.track.outbox import Outbox
-from hyperexp.track.resume import CONFIG_FILE, checkpoint_of
-from hyperexp.track.store import setup_experiment
+from hyperexp.track.outbox import Outbox, send
+from hyperexp.track.system_metrics import SystemMetrics
+
+log = logging.getLogger("hyperexp")
 
 MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
-TRAIN_LOSS_KEY = "learning/train_loss"  # logged every epoch (track/preview.py)
-_last_run_id: str | None = None
-
-
-class MetricBuffer:
-    """Collects metrics and sends them with one ``log_batch`` (which MLflow splits to its limits)
-    instead of one call each; through the run's outbox when it has one."""
-
-    def __init__(self, run_id: str, outbox: Outbox | None = None):
-        self.run_id, self.outbox = run_id, outbox
-        self.pending: list[Metric] = []
-
-    def add(self, metrics: Mapping[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        self.pending.extend(Metric(key, float(value), now, step) for key, value in metrics.items())
-
-    def flush(self) -> None:
-        if self.outbox is not None:
-            self.outbox.log_batch(metrics=self.pending)
-        else:
-            MlflowClient().log_batch(self.run_id, metrics=self.pending)
-        self.pending.clear()
-
-
-def log_params(run_id: str, params: Mapping[str, str]) -> None:
-    """Log ``params`` in one ``log_batch``, values cut to MLflow's length limit."""
-    MlflowClient().log_batch(run_id, params=[Param(key, value[:MAX_PARAM_LENGTH]) for key, value in params.items()])
+ERROR_TAG = "error"  # why a FAILED run failed, one line (the traceback: error/traceback.txt)
 
 
 def git_commit(folder: str | Path = ".") -> str:
@@ -70,89 +49,151 @@ def git_commit(folder: str | Path = ".") -> str:
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def open_run(experiment_id: str, run_name: str, tags: Mapping[str, str], run_id=None, parent_run_id=None):
-    """Create a run (a child of ``parent_run_id`` if given) or set an existing one RUNNING again, as
-    MLflow's active run (``mlflow.log_input`` and ``mlflow.pytorch.log_model`` write to it); one
-    request to the store. A continued run keeps its description (with any note on how it ended)."""
-    global _last_run_id
-    tags = {**tags, **process_tags()}
-    if run_id is not None:
-        tags.pop(MLFLOW_RUN_NOTE, None)
-        run = mlflow.start_run(run_id=run_id, tags=tags)
-    else:
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, parent_run_id=parent_run_id)
-    _last_run_id = run.info.run_id
-    return run
+class Run:
+    """An open run. Metrics collect until ``flush`` (one ``log_batch``, which MLflow splits to its
+    limits); ``resume_from`` is the checkpoint a continued run starts from, ``logged_epochs`` the
+    epochs it holds already; ``failure`` set before the block ends makes it end FAILED."""
 
+    def __init__(self, run_id: str, outbox: Outbox):
+        self.run_id, self.outbox = run_id, outbox
+        self.resume_from: dict | None = None
+        self.logged_epochs = 0
+        self.pending: list[Metric] = []
+        self.failure: str | None = None
 
-def last_run_id() -> str | None:
-    """The run this process opened last (for the message after a stop)."""
-    return _last_run_id
+    def log_params(self, params: Mapping[str, str]) -> None:
+        """Params, values cut to MLflow's length limit."""
+        self.outbox.log_batch(params=[(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()])
 
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> list[Metric]:
+        """Collect ``metrics`` at ``step`` for the next ``flush``; returns them as MLflow entities."""
+        now = int(time.time() * 1000)
+        added = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self.pending.extend(added)
+        return added
 
-@dataclass
-class TrackedRun:
-    """An open run: ``info`` as MLflow's ``Run.info``; everything it logs goes through ``outbox``."""
+    def flush(self) -> None:
+        if self.pending:
+            self.outbox.log_batch(metrics=self.pending)
+        self.pending = []
 
-    info: RunInfo
-    outbox: Outbox
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.outbox.log_batch(tags=list(tags.items()))
+
+    def tag_checkpoint(self, path: Path) -> None:
+        """Record where the run's latest checkpoint is (what a resume reads back)."""
+        self.set_tags({"checkpoint": str(path)})
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.outbox.log_text(text, artifact_file)
+
+    def log_image(self, image, key: str, step: int) -> None:
+        self.outbox.log_image(image, key, step)
+
+    @contextlib.contextmanager
+    def staged_artifacts(self, artifact_path: str | None = None) -> Iterator[Path]:
+        """A folder whose files become the run's artifacts (under ``artifact_path``) when the block
+        ends. It lives in the run's outbox, which removes it once the store has them (or keeps it
+        for ``track sync``)."""
+        folder = Path(tempfile.mkdtemp(prefix="artifacts-", dir=self.outbox.folder))
+        yield folder
+        self.outbox.log_artifacts(folder, artifact_path)
+
+    def log_datasets(self, data) -> None:
+        """One dataset input per split of ``data`` (a DecodingData), training first."""
+        from hyperexp.track.datasets import dataset_inputs
+
+        self.outbox.log_inputs(dataset_inputs(data))
+
+    def log_model(self, decoder, x_example, metrics: list[Metric], description: str) -> None:
+        """The decoder as the run's logged model (:mod:`hyperexp.track.model`), saved now, with
+        ``metrics`` (the test metrics) and ``description``."""
+        from hyperexp.track.model import MODEL_NAME, decoder_model_saver
+
+        step = max((metric.step for metric in metrics), default=0)
+        tags = {MLFLOW_RUN_NOTE: description}
+        self.outbox.log_model(decoder_model_saver(decoder, x_example), MODEL_NAME, step, metrics, tags)
 
 
 @contextlib.contextmanager
-def tracked_run(
+def opened_run(
+    tracking_uri: str,
     experiment_id: str,
     run_name: str,
     tags: Mapping[str, str],
     run_id: str | None = None,
     parent_run_id: str | None = None,
-    system_metrics: bool = False,
     folder: str | Path | None = None,
+    system_metrics: bool = False,
     outage_wait_s: float = 120.0,
-) -> Iterator[TrackedRun]:
-    """An MLflow run that ends FINISHED on success, KILLED on Ctrl-C/SIGTERM (raised as
-    KeyboardInterrupt) and FAILED on any other exception, with the traceback logged.
-    ``run_id`` continues an existing run (resume); ``parent_run_id`` makes it a child run;
-    ``system_metrics``: MLflow samples CPU, memory (and GPU) use into ``system/*`` while it runs.
-    Its writes queue in ``folder`` (a temporary folder if None) until the store has them
-    (:mod:`hyperexp.track.outbox`); a heartbeat tells later starts that the process lives. The run
-    is also MLflow's active run (``mlflow.log_input``, ``mlflow.pytorch.log_model`` use it)."""
-    run = open_run(experiment_id, run_name, tags, run_id, parent_run_id)
-    uri = mlflow.get_tracking_uri()
-    outbox = Outbox(folder or tempfile.mkdtemp(prefix="hyperexp-outbox-"), run.info.run_id, uri)
-    heartbeat = Heartbeat(uri, run.info.run_id)
-    sampler = SystemMetricsMonitor(run.info.run_id, resume_logging=run_id is not None) if system_metrics else None
-    if sampler is not None:
-        sampler.start()
-    status = RunStatus.FINISHED
+) -> Iterator[Run]:
+    """A new run (a child of ``parent_run_id`` if given) or, with ``run_id``, an existing one
+    running again. It ends FINISHED on success, KILLED on Ctrl-C/SIGTERM (raised as
+    KeyboardInterrupt) and FAILED on any other exception (tag ``error`` and the traceback) or when
+    ``run.failure`` was set. Its writes queue in ``folder`` (a temporary folder if None) until the
+    store has them; a heartbeat tells later starts that the process lives; ``system_metrics``:
+    CPU, memory (and GPU) use sampled into ``system/*``."""
+    tags = {**tags, **process_tags()}
+    client, continued = MlflowClient(tracking_uri), run_id is not None
+    if not continued:
+        tags.update({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})
+        run_id = client.create_run(
+            experiment_id, tags=context_registry.resolve_tags(tags), run_name=run_name
+        ).info.run_id
+    outbox = Outbox(folder or tempfile.mkdtemp(prefix="hyperexp-outbox-"), run_id, tracking_uri)
+    run = Run(run_id, outbox)
+    if continued:  # running again; it keeps its description (with any note on how it ended)
+        outbox.set_status("RUNNING")
+        outbox.log_batch(tags=[(key, value) for key, value in tags.items() if key != MLFLOW_RUN_NOTE])
+    heartbeat = Heartbeat(outbox)
+    sampler = SystemMetrics(client, outbox) if system_metrics else None
+    status, error = RunStatus.FINISHED, None
     try:
-        yield TrackedRun(run.info, outbox)
+        yield run
+        if run.failure is not None:
+            status = RunStatus.FAILED
     except KeyboardInterrupt:
         status = RunStatus.KILLED
         raise
-    except BaseException as error:
-        status = RunStatus.FAILED
-        outbox.log_text("".join(traceback.format_exception(error)), "error/traceback.txt")
-        outbox.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+    except BaseException as raised:
+        status, error = RunStatus.FAILED, raised
         raise
     finally:
         heartbeat.stop()
         if sampler is not None:
-            sampler.finish()
-        outbox.set_terminated(RunStatus.to_string(status))
-        delivered = outbox.close(outage_wait_s)
-        leave_active_run(RunStatus.to_string(status), delivered)
+            sampler.stop()
+        reason = f"{type(error).__name__}: {error}"[:5000] if error is not None else run.failure
+        delivered = end(run, RunStatus.to_string(status), reason, error, outage_wait_s)
         if not delivered:
             report_undelivered(outbox, folder)
 
 
-def leave_active_run(status: str, delivered: bool) -> None:
-    """End MLflow's active run; its status was delivered by the outbox already (or, with the store
-    gone, waits there), so a store that does not answer is no error here."""
-    if delivered:
-        mlflow.end_run(status)
-    else:
-        with contextlib.suppress(Exception):  # the active run is left first, then the store is written
-            mlflow.end_run(status)
+def end(run: Run, status: str, reason: str | None, error: BaseException | None, wait_s: float) -> bool:
+    """Queue the run's last metrics, why it failed and its status, and wait up to ``wait_s`` for
+    delivery; True if the store has everything. On a full disk the end cannot wait on disk: it
+    is sent directly once the queue before it is delivered."""
+    final = [(ERROR_TAG, reason)] if status == "FAILED" and reason else []
+    try:
+        run.flush()
+        if error is not None:
+            run.outbox.log_text("".join(traceback.format_exception(error)), "error/traceback.txt")
+        if final:
+            run.outbox.log_batch(tags=final)
+        run.outbox.set_status(status)
+        queued = True
+    except OSError as disk_error:
+        log.error("run %s: its end cannot be queued (%s); sending it directly", run.run_id, disk_error)
+        queued = False
+    delivered = run.outbox.close(wait_s)
+    if queued:
+        return delivered
+    try:
+        send(run.outbox.client, run.run_id, {"kind": "batch", "metrics": [], "params": [], "tags": final})
+        send(run.outbox.client, run.run_id, {"kind": "status", "status": status, "end_time": int(time.time() * 1000)})
+    except Exception as store_error:  # the next start marks it KILLED: its process is gone by then
+        log.error("run %s: its end did not reach the store either (%s)", run.run_id, store_error)
+        return False
+    return delivered
 
 
 def report_undelivered(outbox: Outbox, folder) -> None:
@@ -163,49 +204,3 @@ def report_undelivered(outbox: Outbox, folder) -> None:
         f"upload them with: python -m hyperexp.track sync {where}",
         file=sys.stderr,
     )
-
-
-@dataclass
-class JobRun:
-    """The MLflow run of one job: its id, its outbox and metric buffer, the checkpoint it resumes
-    from, and how many epochs the run has logged already (on a resume)."""
-
-    run_id: str
-    outbox: Outbox
-    metrics: MetricBuffer
-    resume_from: dict | None
-    logged_epochs: int = 0
-
-
-def logged_epochs(run_id: str, resume_from: dict) -> int:
-    """The last epoch whose metrics a resumed run already holds (at least its checkpoint's: those
-    were queued before the checkpoint was written); epochs up to it are not logged again."""
-    steps = [metric.step for metric in MlflowClient().get_metric_history(run_id, TRAIN_LOSS_KEY)]
-    return max([int(resume_from["epoch"]), *steps])
-
-
-@contextlib.contextmanager
-def job_run(tracking, job, resume: str | None, folder: str | Path | None = None) -> Iterator[JobRun]:
-    """Open (or, with ``resume``, continue) the run of ``job`` (a naming.JobIdentity) in
-    ``tracking``'s store and experiment; a new run gets the job's params and its whole config as
-    ``config.yaml``, a continued one must have been made with the same config. Its writes queue in
-    ``folder/outbox`` until the store has them."""
-    experiment_id = setup_experiment(tracking.uri, tracking.experiment, tracking.artifact_root)
-    state = checkpoint_of(resume, job.config) if resume else None
-    outbox_folder = Path(folder) / "outbox" if folder is not None else None
-    with tracked_run(
-        experiment_id,
-        job.name,
-        job.tags,
-        resume,
-        job.parent_run_id,
-        system_metrics=tracking.get("system_metrics", False),
-        folder=outbox_folder,
-        outage_wait_s=tracking.get("outage_wait_s", 120.0),
-    ) as active:
-        run_id = active.info.run_id
-        if state is None:
-            active.outbox.log_batch(params=[(key, value[:MAX_PARAM_LENGTH]) for key, value in job.params.items()])
-            active.outbox.log_text(yaml.safe_dump(job.config, sort_keys=False), CONFIG_FILE)
-        done = logged_epochs(run_id, state) if state is not None else 0
-        yield JobRun(run_id, active.outbox, MetricBuffer(run_id, active.outbox), state, done)

@@ -14,9 +14,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import mlflow
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -29,6 +30,7 @@ SQLITE_PREFIX = "sqlite:///"
 SERVER_PREFIXES = ("http://", "https://", "databricks")  # stores that choose their own artifact location
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "file")
 CHECK_TIMEOUT_S = 5.0  # the one request that tells whether a tracking server answers
+LOCK_TIMEOUT_S = 120.0  # how long opening a SQLite store waits for another process's schema creation
 # MLflow retries a request to a server that does not answer for about 4 minutes by default; a
 # run's outbox retries instead (hyperexp.track.outbox), so each request gives up sooner.
 HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -61,9 +63,9 @@ def bound_http_retries() -> None:
 
 
 def check_store(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
-    """Refuse a tracking store that cannot work, writing nothing: an unknown scheme, a SQLite
-    store that is a folder, not a database or not writable, a server that does not answer one
-    request within ``timeout_s``."""
+    """Refuse a tracking store that cannot work, writing nothing but a SQLite store's lock file: an
+    unknown scheme, a SQLite store that is a folder, not a database, not writable or where no lock
+    file can be made, a server that does not answer one request within ``timeout_s``."""
     bound_http_retries()
     scheme = uri.split(":", 1)[0] if ":" in uri else ""
     if scheme not in (*STORE_SCHEMES, "") or (scheme == "sqlite" and sqlite_path(uri) is None):
@@ -83,9 +85,12 @@ def check_sqlite_store(path: Path, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         raise InputError(f"{path}: a folder, not an MLflow store (tracking.uri)")
     if not path.exists():
         check_writable_folder(path.parent, "tracking.uri")
+        if path.parent.is_dir():  # the one file made before the store: it tells a folder no lock can be made in
+            make_lock_file(path)
         return
     if not os.access(path, os.R_OK | os.W_OK):
         raise InputError(f"{path}: the tracking store is not writable")
+    make_lock_file(path)
     try:
         with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=timeout_s)) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -93,6 +98,19 @@ def check_sqlite_store(path: Path, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         raise InputError(f"{path}: cannot read it as an SQLite database ({error}) (tracking.uri)") from None
     if tables and "runs" not in tables:
         raise InputError(f"{path}: an SQLite database, but not an MLflow store (tracking.uri)")
+
+
+def make_lock_file(store: Path) -> Path:
+    """The lock file beside a SQLite store (made if missing), or InputError where none can be made
+    (a lock that cannot be made would make ``setup_experiment`` wait forever)."""
+    lock = Path(f"{store}.lock")
+    try:
+        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o644))
+    except OSError as error:
+        raise InputError(
+            f"{lock}: cannot make the tracking store's lock file ({error.strerror}) (tracking.uri)"
+        ) from None
+    return lock
 
 
 def check_server(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
@@ -122,6 +140,31 @@ def check_writable_folder(path: str | Path, key: str) -> None:
         raise InputError(f"{key}: {existing} is not writable")
 
 
+def existing_store(uri: str) -> MlflowClient | None:
+    """A client of the store, or None where opening it would create a SQLite file."""
+    path = sqlite_path(uri)
+    if path is not None and not path.is_file():
+        return None
+    with store_errors(uri):
+        return MlflowClient(uri if path is None else f"sqlite:///{path.resolve()}")
+
+
+def check_artifact_location(client: MlflowClient | None, uri: str, experiment: str, artifact_root: str | None) -> None:
+    """A local artifact store must be a writable folder: the experiment's, or the one a new
+    experiment will get (``tracking.artifact_root``). Servers choose their own."""
+    if uri.startswith(SERVER_PREFIXES):
+        return
+    found = client.get_experiment_by_name(experiment) if client is not None else None
+    if found is None:
+        if artifact_root:
+            check_writable_folder(artifact_root, "tracking.artifact_root")
+        return
+    location = urlparse(found.artifact_location)
+    if location.scheme in ("", "file"):
+        folder = unquote(location.path) if location.scheme else found.artifact_location
+        check_writable_folder(folder, f"artifact location of experiment '{experiment}'")
+
+
 def require_existing_store(uri: str) -> None:
     """For readers: a SQLite URI must name an existing file, else MLflow would create an empty store."""
     path = sqlite_path(uri)
@@ -137,18 +180,6 @@ def first_line(error: BaseException) -> str:
 def is_store_failure(error: Exception) -> bool:
     """MLflow's and the file system's errors, and SQLite's (which reach us wrapped by SQLAlchemy)."""
     return isinstance(error, (OSError, MlflowException)) or isinstance(error.__cause__, sqlite3.Error)
-
-
-@contextlib.contextmanager
-def unless_store_away(what: str) -> Iterator[None]:
-    """Run the block; a tracking store that does not answer costs ``what`` (with a warning), not
-    the run: what MLflow writes itself cannot wait in the run's outbox."""
-    try:
-        yield
-    except Exception as error:
-        if not is_store_failure(error):
-            raise
-        log.warning("%s not logged: the tracking store did not take it (%s)", what, first_line(error))
 
 
 @contextlib.contextmanager
@@ -173,10 +204,15 @@ def setup_experiment(uri: str, experiment: str, artifact_root: str | None = None
     bound_http_retries()
     mlflow.set_tracking_uri(uri)
     path = sqlite_path(uri)
-    with store_errors(uri), FileLock(f"{path}.lock") if path else contextlib.nullcontext():
-        experiment_id = _get_or_create_experiment(uri, experiment, artifact_root)
-        present_experiment(MlflowClient(uri), experiment_id, own_store=path is not None)
-        return experiment_id
+    lock = FileLock(make_lock_file(path), timeout=LOCK_TIMEOUT_S) if path else contextlib.nullcontext()
+    with store_errors(uri):
+        try:
+            with lock:
+                experiment_id = _get_or_create_experiment(uri, experiment, artifact_root)
+                present_experiment(MlflowClient(uri), experiment_id, own_store=path is not None)
+                return experiment_id
+        except Timeout:
+            raise InputError(f"{path}.lock: held by another process for {LOCK_TIMEOUT_S:g} s (tracking.uri)") from None
 
 
 def _get_or_create_experiment(uri: str, experiment: str, artifact_root: str | None) -> str:

@@ -1,23 +1,24 @@
 """A sweep's result on its parent run: per group, the headline metrics' mean over the finished jobs
-and the half-width of its 95% confidence interval (Student's t over seeds), as run metrics; for an
+and the half-width of its 95% confidence interval (Student's t over seeds), as run metrics under
+``summary/`` (MLflow's charts order sections by name: after the jobs' ``learning/`` curves); for an
 Optuna study, its best trial (``optimization_results.yaml``)."""
 
 from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
-from mlflow import MlflowClient
-from mlflow.entities import Metric
 from scipy import stats
 
 from hyperexp.report.queries import RunRecord
 from hyperexp.report.summary import DEFAULT_METRICS, summary_table
+from hyperexp.track.runs import Run
 
+SUMMARY = "summary/"  # sorts after the curves' section (learning/)
+BEST_KEY = SUMMARY + "best/validation_loss"
 OPTUNA_RESULTS = "optimization_results.yaml"  # what hydra-optuna-sweeper writes into the sweep folder
 NOT_IN_KEYS = re.compile(r"[^\w\-. /]")  # characters MLflow refuses in a metric key
 
@@ -37,32 +38,33 @@ def ci95_half_width(sd: float, n: int) -> float:
 
 
 def group_metrics(records: Sequence[RunRecord], metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
-    """``<group>/<metric>`` (the mean) and ``<group>/<metric>_ci95`` (where n >= 2) per group."""
+    """``summary/<group>/<metric>`` (the mean) and ``summary/<group>/<metric>_ci95`` (where n >= 2) per group."""
     values = {}
     for row in summary_table(records, metrics):
         for metric, summary in row.metrics.items():
             if summary.n == 0:
                 continue
-            values[f"{group_label(row.group)}/{metric}"] = summary.mean
+            values[f"{SUMMARY}{group_label(row.group)}/{metric}"] = summary.mean
             if summary.n >= 2:
-                values[f"{group_label(row.group)}/{metric}_ci95"] = ci95_half_width(summary.sd, summary.n)
+                values[f"{SUMMARY}{group_label(row.group)}/{metric}_ci95"] = ci95_half_width(summary.sd, summary.n)
     return values
 
 
-def log_group_summary(parent_run_id: str, records: Sequence[RunRecord]) -> dict[str, float]:
-    values, now = group_metrics(records), int(time.time() * 1000)
-    MlflowClient().log_batch(parent_run_id, metrics=[Metric(key, value, now, 0) for key, value in values.items()])
+def log_group_summary(parent: Run, records: Sequence[RunRecord]) -> dict[str, float]:
+    values = group_metrics(records)
+    parent.log_metrics(values, 0)
+    parent.flush()
     return values
 
 
-def log_study_result(parent_run_id: str, sweep_dir: Path) -> None:
-    """The best trial of an Optuna study: ``best/validation_loss``, tag ``best_params``, and the file."""
+def log_study_result(parent: Run, sweep_dir: Path) -> None:
+    """The best trial of an Optuna study: ``summary/best/validation_loss``, tag ``best_params``, the file."""
     path = Path(sweep_dir) / OPTUNA_RESULTS
     if not path.is_file():
         return
-    result, client = yaml.safe_load(path.read_text()), MlflowClient()
-    client.log_artifact(parent_run_id, str(path))
+    result = yaml.safe_load(path.read_text())
+    parent.log_text(path.read_text(), OPTUNA_RESULTS)
     if "best_value" in result:
-        client.log_metric(parent_run_id, "best/validation_loss", float(result["best_value"]))
-        best = " ".join(f"{key}={value}" for key, value in result["best_params"].items())
-        client.set_tag(parent_run_id, "best_params", best)
+        parent.log_metrics({BEST_KEY: float(result["best_value"])}, 0)
+        parent.flush()
+        parent.set_tags({"best_params": " ".join(f"{key}={value}" for key, value in result["best_params"].items())})
