@@ -76,7 +76,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
         context.logger = PreviewLogger(run_, generator, x_test[shown], t_test[shown], batch_size, settings.preview_size)
         tag = functools.partial(tag_checkpoint, run_.outbox)
         context.checkpoints = Checkpoints(output_dir / "checkpoints" / "last.pt", settings.checkpoint_every, tag)
-        history = decoder.fit(x_train, t_train, context)
+        history = decoder.fit(x_train, t_train, context).history_
         warn_if_still_falling(history)
 
         with torch.no_grad():

@@ -232,7 +232,7 @@ def fitted_history(epochs: int):
     settings = TrainerConfig(epochs=epochs, batch_size=30, progress=False, log_every=epochs)
     decoder = GradientDecoder(functools.partial(MXNetAdam, lr=1e-2, weight_decay=0.01))
     context = FitContext(settings, monitor=EpochMetrics({"test": (x[120:], t[120:])}))
-    return decoder.fit(x[:120], t[:120], context)
+    return decoder.fit(x[:120], t[:120], context).history_
 
 
 def test_the_convergence_flag_fires_on_a_truncated_fit_and_not_on_a_converged_one():
