@@ -82,11 +82,12 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
         with torch.no_grad():
             predicted = decoder.predict(x_test)
         stimuli, reconstructions = (render(generator, z, batch_size) for z in (t_test, predicted))
-        results = evaluation(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator)
+        results, trials = evaluation(
+            data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator, batch_size
+        )
         with staged_artifacts(run_.outbox) as folder:
             record_results(run_, folder, results, history, decoder.fitted_summary(), context.logger.seconds)
             save_final_artifacts(folder, stimuli, reconstructions, predicted, history)
-            trials = evaluation.per_trial(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions)
             save_per_trial(folder / PER_TRIAL_FILE, trials)
         log_decoder_model(decoder, data.x_train[:2])
     output_dir.mkdir(parents=True, exist_ok=True)
