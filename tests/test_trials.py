@@ -170,3 +170,20 @@ def test_the_stimulus_key_names_the_test_latents(latents):
     true, _ = latents
     assert stimulus_set_key(true) == stimulus_set_key(true.astype(np.float32).copy())
     assert stimulus_set_key(true) != stimulus_set_key(true[:8]) != stimulus_set_key(true + 1e-3)
+
+
+def test_distractors_are_not_the_simulated_stimuli():
+    from hyperexp.data.simulate import Simulation, simulate_experiment
+
+    simulation = Simulation(n_subjects=1, n_voxels=8, n_train=20, n_test=6, latent_dim=32, repeats=1, seed=0)
+    subject = simulate_experiment(simulation)[0]
+    distractors = Evaluation(distractors=50).distractor_latents(32)
+    stimuli = np.concatenate([subject.t_train, subject.t_test])
+    assert np.abs(correlation_matrix(stimuli, distractors)).max() < 0.99
+
+
+def test_a_negative_distractor_count_is_refused_naming_the_key():
+    from hyperexp.errors import InputError
+
+    with pytest.raises(InputError, match="evaluate.distractors: must be >= 0, got -1"):
+        Evaluation(distractors=-1)
