@@ -126,6 +126,7 @@ class EvaluateConfig:
     _target_: str = "hyperexp.evaluate.Evaluation"
     feature_extractor: str | None = None  # a TorchScript face-recognition network
     attribute_boundaries: list[str] = field(default_factory=list)  # InterFaceGAN unit normals, one .npy each
+    distractors: int = 100  # prior latents (and their images) added to the test stimuli for top-1 identification
 
 
 @dataclass

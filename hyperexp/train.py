@@ -75,7 +75,7 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
         checkpoint = output_dir / "checkpoints" / "last.pt"
         context.checkpoints = Checkpoints(checkpoint, settings.checkpoint_every, run_.tag_checkpoint)
         try:
-            history = decoder.fit(x_train, t_train, context)
+            history = decoder.fit(x_train, t_train, context).history_
         except StopRequested as stopped:
             stopped.run_id = run_.run_id  # for the message that says how to continue
             raise
@@ -84,11 +84,12 @@ def run(cfg: DictConfig, output_dir: Path, hydra_config: DictConfig | None = Non
         with torch.no_grad():
             predicted = decoder.predict(x_test)
         stimuli, reconstructions = (render(generator, z, batch_size) for z in (t_test, predicted))
-        results = evaluation(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator)
+        results, trials = evaluation(
+            data.t_test, predicted.cpu().numpy(), stimuli, reconstructions, generator, batch_size
+        )
         with run_.staged_artifacts() as folder:
             summary = record_results(run_, folder, results, history, decoder.fitted_summary(), context.logger.seconds)
             save_final_artifacts(folder, stimuli, reconstructions, predicted, history)
-            trials = evaluation.per_trial(data.t_test, predicted.cpu().numpy(), stimuli, reconstructions)
             save_per_trial(folder / PER_TRIAL_FILE, trials)
         run_.log_model(decoder, data.x_train[:2], summary, model_description(job.name, data, history))
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -81,8 +81,8 @@ class RecordingLogger:
         self.calls.append((epoch, history.epochs_done))
 
 
-def adam_decoder(lr=1e-2):
-    return GradientDecoder(functools.partial(MXNetAdam, lr=lr, weight_decay=0.01))
+def adam_decoder(lr=1e-2, seed=0):
+    return GradientDecoder(functools.partial(MXNetAdam, lr=lr, weight_decay=0.01), seed=seed)
 
 
 def settings(**overrides):
@@ -93,10 +93,10 @@ def fit(seed=0, logger=None, **context):
     from hyperexp.evaluate import EpochMetrics
 
     x_train, t_train, x_test, t_test = make_problem()
-    decoder = adam_decoder()
+    decoder = adam_decoder(seed=seed)
     monitor = EpochMetrics({"test": (x_test, t_test)})
-    history = decoder.fit(x_train, t_train, FitContext(settings(seed=seed), monitor=monitor, logger=logger, **context))
-    return decoder, history
+    assert decoder.fit(x_train, t_train, FitContext(settings(), monitor=monitor, logger=logger, **context)) is decoder
+    return decoder, decoder.history_
 
 
 def test_training_reduces_loss_is_seeded_and_logs_on_schedule():
@@ -191,7 +191,7 @@ def test_every_decoder_fits_and_predicts_through_one_interface(decoder):
     x_train, t_train, x_test, t_test = make_problem()
     logger = RecordingLogger()
     context = FitContext(settings(epochs=20), monitor=EpochMetrics({"test": (x_test, t_test)}), logger=logger)
-    history = decoder.fit(x_train, t_train, context)
+    history = decoder.fit(x_train, t_train, context).history_
     assert decoder.coef_.shape == (40, 8) and decoder.intercept_.shape == (8,)
     prediction = decoder.predict(x_test)
     torch.testing.assert_close(prediction, x_test @ decoder.coef_ + decoder.intercept_, rtol=1e-5, atol=1e-5)
@@ -217,15 +217,30 @@ def test_closed_form_decoders_match_their_solvers():
     np.testing.assert_allclose(ridge.coef_.numpy(), expected.W, rtol=1e-5, atol=1e-6)
 
 
-def test_decoder_settings_are_checked_naming_the_key():
-    with pytest.raises(InputError, match="decoder.optimizer.lr: must be > 0"):
-        GradientDecoder(functools.partial(MXNetAdam, lr=-1.0))
-    with pytest.raises(InputError, match="decoder.optimizer.lr: must be > 0"):
-        GradientDecoder(functools.partial(MXNetAdam, lr=float("nan")))
+@pytest.mark.parametrize(
+    "decoder,message",
+    [
+        (GradientDecoder(functools.partial(MXNetAdam, lr=-1.0)), "decoder.optimizer.lr: must be > 0"),
+        (GradientDecoder(functools.partial(MXNetAdam, lr=float("nan"))), "decoder.optimizer.lr: must be > 0"),
+        (RidgeCVDecoder([]), "decoder.alphas: must be a non-empty list"),
+        (RidgeCVDecoder([1.0, -2.0]), "decoder.alphas: must be a non-empty list"),
+        (RidgeCVDecoder([1.0], n_folds=1), "decoder.n_folds: must be >= 2"),
+        (PLSDecoder(0), "decoder.n_components: must be >= 1"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else type(value).__name__,
+)
+def test_decoder_settings_are_checked_by_fit_naming_the_key(decoder, message):
+    x_train, t_train, _, _ = make_problem()
+    with pytest.raises(InputError, match=message):
+        decoder.check_fits(len(x_train), FitContext(settings()))  # what a run calls before any work
+    with pytest.raises(InputError, match=message):
+        decoder.fit(x_train, t_train, FitContext(settings()))
+    assert not hasattr(decoder, "coef_")
+
+
+def test_the_number_of_folds_is_checked_against_the_training_set():
     with pytest.raises(InputError, match="decoder.n_folds: 5 folds need at least as many trials, got 4"):
         RidgeCVDecoder([1.0]).check_fits(4, FitContext())
-    with pytest.raises(InputError, match="decoder.alphas"):
-        RidgeCVDecoder([])
 
 
 @pytest.mark.parametrize("layer", [0, 1])
@@ -241,7 +256,7 @@ def test_feature_loss_through_the_generator_decreases_and_reaches_the_decoder(la
     decoder = adam_decoder()
     untrained = Dense(40, 32, generator=torch.Generator().manual_seed(0))
     before = loss_fn.feature_term(untrained(x_test), t_test).item()
-    history = decoder.fit(x_train, t_train, FitContext(settings(epochs=15, batch_size=10), loss=loss_fn))
+    history = decoder.fit(x_train, t_train, FitContext(settings(epochs=15, batch_size=10), loss=loss_fn)).history_
     assert loss_fn.feature_term(decoder.predict(x_test), t_test).item() < 0.7 * before
     assert history.train_loss[-1] < history.train_loss[0]
     assert all(not p.requires_grad for p in generator.parameters())

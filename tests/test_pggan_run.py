@@ -1,7 +1,7 @@
 """Training with the PGGAN through the entry point, at its full 1024x1024 resolution (random
 weights), with the paper's feature similarity (a TorchScript network) and attribute similarity
 (InterFaceGAN boundary files) configured, checked against direct computations on what the run
-saved. One run, shared by the tests: it renders 10 full-size images."""
+saved. One run, shared by the tests: it renders 12 full-size images."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from tests.feature_networks import IGNORE_JIT_DEPRECATION, PooledFeatures, save_
 
 pytestmark = IGNORE_JIT_DEPRECATION
 
-# Two epochs, one preview grid (two trials at 32 pixels) at the end, three test trials.
+# Two epochs, one preview grid (two trials at 32 pixels) at the end, three test trials, two
+# distractor images for top-1 identification.
 PGGAN_RUN = [
     "experiment=smoke",
     "trainer.progress=false",
@@ -33,6 +34,7 @@ PGGAN_RUN = [
     "data.simulation.n_test=3",
     "data.simulation.latent_dim=512",
     "decoder.optimizer.lr=1e-3",
+    "evaluate.distractors=2",
 ]
 BOUNDARY_SHAPES = {"age": (512,), "smile": (1, 512), "pose": (512,)}  # InterFaceGAN saves (1, 512)
 

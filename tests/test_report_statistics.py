@@ -232,7 +232,7 @@ def fitted_history(epochs: int):
     settings = TrainerConfig(epochs=epochs, batch_size=30, progress=False, log_every=epochs)
     decoder = GradientDecoder(functools.partial(MXNetAdam, lr=1e-2, weight_decay=0.01))
     context = FitContext(settings, monitor=EpochMetrics({"test": (x[120:], t[120:])}))
-    return decoder.fit(x[:120], t[:120], context)
+    return decoder.fit(x[:120], t[:120], context).history_
 
 
 def test_the_convergence_flag_fires_on_a_truncated_fit_and_not_on_a_converged_one():
@@ -266,3 +266,53 @@ def test_a_run_still_falling_says_so_in_its_log(caplog):
     assert (
         "test loss still falling" in record.getMessage() and "trainer=quick is for smoke tests" in record.getMessage()
     )
+
+
+def test_an_interval_over_experiments_stops_at_the_metrics_range():
+    """Identification near its ceiling in 3 experiments: the t interval reaches past 1, the
+    reported one stops there; the mean, the p-value and intervals inside the range are unchanged."""
+    from hyperexp.report.statistics import group_estimate, over_experiments, paired_estimate
+
+    near_one = [np.array([1.0] * 35 + [0.9]), np.ones(36), np.array([1.0] * 34 + [0.8, 0.9])]
+    raw = over_experiments([v.mean() for v in near_one], 36, difference=False)
+    assert raw.high > 1  # what the plain t interval says
+    estimate, _ = group_estimate([{"latent_identification": v} for v in near_one], "latent_identification")
+    assert estimate.high == 1.0 and estimate.low == pytest.approx(raw.low, rel=1e-12)
+    assert estimate.value == pytest.approx(np.mean([v.mean() for v in near_one]), rel=1e-12)
+    # a difference of two metrics in [0, 1] lies in [-1, 1]
+    zeros = [{"latent_identification": np.zeros(36)} for _ in near_one]
+    ones = [{"latent_identification": np.r_[np.ones(35), value]} for value in (0.0, 1.0, 0.5)]
+    difference, _ = paired_estimate(ones, zeros, "latent_identification")
+    unclipped = over_experiments([1 - 1 / 36, 1.0, 1 - 0.5 / 36], 36, difference=True)
+    assert unclipped.high > 1 and difference.high == 1.0 and difference.p == pytest.approx(unclipped.p, rel=1e-12)
+    # an unbounded metric, or one far from its bounds, keeps the t interval as it is
+    cosines = [{"latent_cosine": np.full(36, value)} for value in (0.2, 0.3, 0.25)]
+    kept, _ = group_estimate(cosines, "latent_cosine")
+    plain = over_experiments([0.2, 0.3, 0.25], 36, difference=False)
+    assert (kept.low, kept.high) == pytest.approx((plain.low, plain.high), rel=1e-12)
+
+
+def test_every_interval_of_a_report_lies_in_its_metrics_range(tmp_path):
+    from hyperexp.evaluate import metric
+
+    rng = np.random.default_rng(11)
+
+    def saturated(misses: int):  # identification at its ceiling but for ``misses`` trials
+        return {**trial_columns(rng), "latent_identification": np.r_[np.zeros(misses), np.ones(N_TRIALS - misses)]}
+
+    experiments = {
+        f"seed-{k}": {"data=subject1": saturated(misses), "data=average": saturated(1 - misses)}
+        for k, misses in enumerate((0, 1, 0))
+    }
+    uri = make_sweep(tmp_path, experiments)
+    records = collect_runs(uri, sweep="synthetic")
+    paths = write_report(records, load_trials(records, uri), tmp_path / "report")
+    for row in read_rows(paths["csv"]):
+        entry = metric(row["metric"])
+        assert entry.low <= float(row["low"]) <= float(row["value"]) <= float(row["high"]) <= entry.high, row
+    identification = row_of(read_rows(paths["csv"]), group="data=subject1", metric="latent_identification")
+    assert float(identification["high"]) == 1.0  # the t interval over 3 experiments would reach past it
+    for row in read_rows(paths["differences_csv"]):
+        entry = metric(row["metric"])
+        width = entry.high - entry.low
+        assert -width <= float(row["low"]) <= float(row["value"]) <= float(row["high"]) <= width, row

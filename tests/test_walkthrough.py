@@ -29,7 +29,7 @@ from tests.mxnet_files import unpack_fixture_generator
 pytestmark = IGNORE_JIT_DEPRECATION
 
 SHRINK = ["trainer.epochs=2", "trainer.log_every=2", "trainer.preview_trials=2", "trainer.preview_size=32"]
-SHRINK += ["trainer.progress=false"]
+SHRINK += ["trainer.progress=false", "evaluate.distractors=2"]  # 1024x1024 distractor images: 2 s each on CPU
 
 
 def readme_block(marker: str) -> str:

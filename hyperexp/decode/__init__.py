@@ -1,7 +1,8 @@
 """Decode stage: voxel responses -> generator latents.
 
-Every decoder has one interface (:class:`~hyperexp.decode.base.Decoder`): ``fit(x, t, context)``
-returns a :class:`~hyperexp.decode.loop.History`, ``predict(x)`` gives latents. Gradient-trained
+Every decoder is a scikit-learn estimator with one interface (:class:`~hyperexp.decode.base.Decoder`):
+``fit(x, t, context)`` returns the decoder, its :class:`~hyperexp.decode.loop.History` in
+``history_``; ``predict(x)`` gives latents; ``sklearn.base.clone`` gives an unfitted copy. Gradient-trained
 decoders (:mod:`.gradient`, trained by :mod:`.loop`) and closed-form ones (:mod:`.closed_form`)
 differ only inside ``fit``.
 """

@@ -1,13 +1,20 @@
-"""What every decoder is: ``fit(x, t, context) -> History`` and ``predict(x)``, linear in x.
+"""What every decoder is: a scikit-learn estimator, linear in x, ``fit(x, t, context)`` and ``predict(x)``.
 
-Decoders follow scikit-learn's conventions: settings in ``__init__``, fitted state in attributes
-ending in ``_`` (``coef_`` (voxels, latents), ``intercept_`` (latents,)), on the data's device.
+Decoders follow scikit-learn's conventions: ``__init__`` only stores its settings (the seed among
+them), so ``get_params``, ``set_params`` and ``sklearn.base.clone`` work; settings are checked in
+``fit`` (:meth:`Decoder.check_fits`, which a run also calls before any work); ``fit`` returns the
+decoder, with fitted state in attributes ending in ``_``: ``coef_`` (voxels, latents) and
+``intercept_`` (latents,) on the data's device, and the per-epoch values in ``history_``.
+
+What a fit is handed at run time (the schedule, a preview logger, checkpoints, a stop flag) is a
+:class:`~hyperexp.decode.loop.FitContext` passed to ``fit``, not a setting: a clone never holds it.
 To add a decoder, write one subclass and one ``conf/decoder/<name>.yaml`` naming it in ``_target_``.
 """
 
 from __future__ import annotations
 
 import torch
+from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 
 from hyperexp.decode.loop import FitContext, History
@@ -33,18 +40,20 @@ class Dense(nn.Module):
         return torch.addmm(self.bias, x, self.weight)
 
 
-class Decoder:
+class Decoder(RegressorMixin, BaseEstimator):
     """Base class: a linear map from responses to latents, fitted by a subclass's ``fit``."""
 
     coef_: torch.Tensor
     intercept_: torch.Tensor
+    history_: History
 
-    def check_fits(self, n_samples: int, context: FitContext) -> None:
-        """Refuse settings that cannot work with ``n_samples`` training trials (before any work)."""
+    def check_fits(self, n_samples: int, context: FitContext | None = None) -> None:
+        """Refuse settings that cannot work, or cannot work with ``n_samples`` training trials
+        (InputError naming the key). ``fit`` calls it first; a run calls it before any work."""
         if n_samples < 2:
             raise InputError(f"training set: needs at least 2 trials, got {n_samples}")
 
-    def fit(self, x: torch.Tensor, t: torch.Tensor, context: FitContext | None = None) -> History:
+    def fit(self, x: torch.Tensor, t: torch.Tensor, context: FitContext | None = None) -> Decoder:
         raise NotImplementedError
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from hyperexp.decode.base import Decoder, evaluated_once
-from hyperexp.decode.loop import FitContext, History
+from hyperexp.decode.loop import FitContext
 from hyperexp.decode.solvers import fit_ols, ridge_cv
 from hyperexp.errors import InputError
 
@@ -25,12 +25,15 @@ class ClosedFormDecoder(Decoder):
     def solve(self, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def fit(self, x: torch.Tensor, t: torch.Tensor, context: FitContext | None = None) -> History:
+    def fit(self, x: torch.Tensor, t: torch.Tensor, context: FitContext | None = None) -> ClosedFormDecoder:
+        context = context or FitContext()
+        self.check_fits(len(x), context)
         started = time.perf_counter()
         coef, intercept = self.solve(_float64(x), _float64(t))
         self.coef_ = torch.as_tensor(coef, dtype=torch.float32, device=x.device)
         self.intercept_ = torch.as_tensor(intercept, dtype=torch.float32, device=x.device)
-        return evaluated_once(self, x, t, context or FitContext(), seconds=time.perf_counter() - started)
+        self.history_ = evaluated_once(self, x, t, context, seconds=time.perf_counter() - started)
+        return self
 
 
 class OLSDecoder(ClosedFormDecoder):
@@ -44,19 +47,19 @@ class RidgeCVDecoder(ClosedFormDecoder):
     """Ridge; the penalty ``alpha_`` is chosen by ``n_folds``-fold cross-validation over ``alphas``."""
 
     def __init__(self, alphas: Sequence[float], n_folds: int = 5, seed: int = 0):
-        if not alphas or any(not alpha > 0 for alpha in alphas):
-            raise InputError(f"decoder.alphas: must be a non-empty list of positive penalties, got {list(alphas)}")
-        if n_folds < 2:
-            raise InputError(f"decoder.n_folds: must be >= 2, got {n_folds}")
-        self.alphas, self.n_folds, self.seed = list(alphas), n_folds, seed
+        self.alphas, self.n_folds, self.seed = alphas, n_folds, seed  # ``seed``: the folds' shuffle
 
-    def check_fits(self, n_samples: int, context: FitContext) -> None:
+    def check_fits(self, n_samples: int, context: FitContext | None = None) -> None:
+        if not len(self.alphas) or any(not alpha > 0 for alpha in self.alphas):
+            raise InputError(f"decoder.alphas: must be a non-empty list of positive penalties, got {list(self.alphas)}")
+        if self.n_folds < 2:
+            raise InputError(f"decoder.n_folds: must be >= 2, got {self.n_folds}")
         super().check_fits(n_samples, context)
         if self.n_folds > n_samples:
             raise InputError(f"decoder.n_folds: {self.n_folds} folds need at least as many trials, got {n_samples}")
 
     def solve(self, x, t):
-        result = ridge_cv(x, t, self.alphas, n_folds=self.n_folds, seed=self.seed)
+        result = ridge_cv(x, t, list(self.alphas), n_folds=self.n_folds, seed=self.seed)
         self.alpha_, self.cv_scores_ = result.alpha, result.cv_scores
         return result.W, result.b
 
@@ -69,11 +72,11 @@ class PLSDecoder(ClosedFormDecoder):
     the responses that covary most with the latents, then least squares on those."""
 
     def __init__(self, n_components: int = 32):
-        if n_components < 1:
-            raise InputError(f"decoder.n_components: must be >= 1, got {n_components}")
         self.n_components = n_components
 
-    def check_fits(self, n_samples: int, context: FitContext) -> None:
+    def check_fits(self, n_samples: int, context: FitContext | None = None) -> None:
+        if self.n_components < 1:
+            raise InputError(f"decoder.n_components: must be >= 1, got {self.n_components}")
         super().check_fits(n_samples, context)
         if self.n_components >= n_samples:
             raise InputError(f"decoder.n_components: {self.n_components} needs more than {n_samples} trials")

@@ -32,7 +32,8 @@ class Checkpointer(Protocol):
 
 @dataclass
 class FitContext:
-    """Everything a fit is handed besides the data: the schedule and the bookkeeping objects."""
+    """Everything a fit is handed besides the data and the decoder's settings: the schedule and
+    the bookkeeping objects (``settings.seed`` is not read here: the seed is the decoder's own)."""
 
     settings: TrainerConfig = field(default_factory=TrainerConfig)
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = l2_loss
@@ -124,11 +125,12 @@ def training_state(epoch: int, module, optimizer, shuffle: torch.Generator, hist
     }
 
 
-def train(module, optimizer, x: torch.Tensor, t: torch.Tensor, context: FitContext) -> History:
-    """Mini-batch training of ``module`` on (x, t), reshuffled every epoch; returns its history."""
+def train(module, optimizer, x: torch.Tensor, t: torch.Tensor, context: FitContext, seed: int) -> History:
+    """Mini-batch training of ``module`` on (x, t), reshuffled every epoch (``seed``: the batch
+    order); returns its history."""
     started = time.perf_counter()
     settings = context.settings
-    shuffle = torch.Generator(device=x.device).manual_seed(settings.seed)
+    shuffle = torch.Generator(device=x.device).manual_seed(seed)
     history = History(settings.epochs, x.device)
     first_epoch = 0
     if context.resume_from is not None:

@@ -16,15 +16,22 @@ import torch
 from hyperexp.decode.losses import l2_loss
 from hyperexp.device import module_device
 from hyperexp.errors import InputError
-from hyperexp.evaluate.metrics import (
-    attribute_metrics,
-    feature_metrics,
-    image_metrics,
-    latent_metrics,
-    project_on_boundaries,
+from hyperexp.evaluate.measures import (
+    as_channel_last_unit,
+    correlation_matrix,
+    correlations_with_batches,
+    paired_2d,
+    paired_images,
 )
-from hyperexp.evaluate.trials import image_trial_metrics, latent_trial_metrics
+from hyperexp.evaluate.metrics import attribute_correlations, extract_features, project_on_boundaries
+from hyperexp.evaluate.registry import MetricInputs, Scores, score
+from hyperexp.generate import render
 from hyperexp.generate.facesketch import ATTRIBUTES
+
+# Fixed, so every run is identified among the same distractors; a two-word seed, so that the draws
+# share no stream with data seeded by a small integer (a simulation with seed 0 draws its stimuli
+# from default_rng(0)).
+DISTRACTOR_SEED = (0x44495354, 0x52414354)
 
 
 def load_boundaries(paths: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -101,12 +108,19 @@ class EpochMetrics:
 
 
 class Evaluation:
-    """The end-of-run metrics: latent and image metrics always; attribute correlations from
-    InterFaceGAN boundaries (``attribute_boundaries``, names from the file names) or from the
-    generator's own ground truth (facesketch's ``attributes``); feature similarity with a
-    TorchScript ``feature_extractor``."""
+    """The end-of-run metrics (:data:`~hyperexp.evaluate.registry.METRICS`), each computed once per
+    test trial: latent and image metrics always; top-1 identification among the test stimuli and
+    ``distractors`` latents drawn from the generators' prior N(0, I) with a fixed seed (and their
+    rendered images); attribute correlations from InterFaceGAN boundaries (``attribute_boundaries``,
+    names from the file names) or from the generator's own ground truth (facesketch's
+    ``attributes``); feature similarity with a TorchScript ``feature_extractor``."""
 
-    def __init__(self, feature_extractor: str | None = None, attribute_boundaries: Sequence[str] = ()):
+    def __init__(
+        self, feature_extractor: str | None = None, attribute_boundaries: Sequence[str] = (), distractors: int = 100
+    ):
+        if distractors < 0:
+            raise InputError(f"evaluate.distractors: must be >= 0, got {distractors}")
+        self.distractors = distractors
         self.extractor_path = feature_extractor
         self.extractor = load_feature_extractor(feature_extractor) if feature_extractor else None
         self.boundaries = load_boundaries(attribute_boundaries) if attribute_boundaries else None
@@ -125,28 +139,52 @@ class Evaluation:
         if self.extractor is not None:
             check_feature_extractor(self.extractor, self.extractor_path, image_size)
 
-    def __call__(self, true_latents, predicted_latents, stimuli, reconstructions, generator) -> dict[str, float]:
-        """Latents (N, D); images as rendered for display (uint8 (N, H, W, 3))."""
-        metrics = {**latent_metrics(true_latents, predicted_latents), **image_metrics(stimuli, reconstructions)}
-        if self.boundaries is not None:
-            true_attr, pred_attr = (
-                project_on_boundaries(z, self.boundaries) for z in (true_latents, predicted_latents)
-            )
-            metrics.update(attribute_metrics(true_attr, pred_attr, self.attribute_names))
-        elif hasattr(generator, "attributes"):
-            with torch.no_grad():
-                true_attr, pred_attr = (
-                    generator.attributes(torch.as_tensor(z, device=module_device(generator))).cpu().numpy()
-                    for z in (true_latents, predicted_latents)
-                )
-            metrics.update(attribute_metrics(true_attr, pred_attr, list(ATTRIBUTES)))
-        if self.extractor is not None:
-            metrics.update(feature_metrics(stimuli, reconstructions, self.extractor))
-        return metrics
+    def distractor_latents(self, latent_dim: int) -> np.ndarray:
+        """(distractors, latent_dim) draws from N(0, I): the same for every run (a fixed seed)."""
+        return np.random.default_rng(DISTRACTOR_SEED).standard_normal((self.distractors, latent_dim))
 
-    def per_trial(self, true_latents, predicted_latents, stimuli, reconstructions) -> dict[str, np.ndarray]:
-        """The latent and image metrics of each test trial (:mod:`.trials`), for the reports' statistics."""
-        return {
-            **latent_trial_metrics(true_latents, predicted_latents),
-            **image_trial_metrics(stimuli, reconstructions),
-        }
+    def attribute_scores(self, true, predicted, generator) -> tuple[tuple | None, list[str]]:
+        """(true, predicted) (N, A) attribute scores and their names: projections on the boundaries,
+        else the generator's own attributes, else none."""
+        if self.boundaries is not None:
+            return tuple(project_on_boundaries(z, self.boundaries) for z in (true, predicted)), self.attribute_names
+        if not hasattr(generator, "attributes"):
+            return None, []
+        device = module_device(generator)
+        with torch.no_grad():
+            scores = tuple(
+                generator.attributes(torch.as_tensor(z, dtype=torch.float32, device=device)).double().cpu().numpy()
+                for z in (true, predicted)
+            )
+        return scores, list(ATTRIBUTES)
+
+    def __call__(
+        self, true_latents, predicted_latents, stimuli, reconstructions, generator, batch_size: int = 16
+    ) -> Scores:
+        """Latents (N, D); images as rendered for display (uint8 (N, H, W, 3)); ``batch_size``:
+        distractor latents rendered at a time. Returns the run-level values (with ``attr_r/<name>``
+        per attribute) and the per-trial columns."""
+        true, predicted = paired_2d(true_latents, predicted_latents, "latents")
+        images = paired_images(stimuli, reconstructions)
+        distractors = self.distractor_latents(true.shape[1])
+        rendered = (
+            as_channel_last_unit(render(generator, batch, batch_size), "distractor images")
+            for batch in batches_of(distractors, batch_size)
+        )
+        attributes, names = self.attribute_scores(true, predicted, generator)
+        inputs = MetricInputs(
+            latents=(true, predicted),
+            images=images,
+            latent_distractors=correlation_matrix(distractors, predicted),
+            image_distractors=correlations_with_batches(images[1], rendered),
+            attributes=attributes,
+            features=tuple(extract_features(x, self.extractor) for x in images) if self.extractor else None,
+        )
+        summary, per_trial = score(inputs)
+        if attributes is not None:
+            summary.update(attribute_correlations(inputs, names))
+        return Scores(summary, per_trial)
+
+
+def batches_of(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]

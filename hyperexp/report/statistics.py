@@ -12,9 +12,17 @@ are not (their spread is reported apart, :mod:`.summary`).
   one-sample t over the k experiment-level values (the between-experiment interval, k - 1 degrees
   of freedom); each experiment's trial-level interval and permutation test are listed as well.
 
-A metric's statistic is its run-level definition: the mean over trials of the per-trial values,
-except ``latent_similarity`` = 1 / (1 + mean ``latent_mse``). p-values of a report are corrected
-together by Holm's method (:func:`holm`).
+A metric's statistic is its run-level definition in the metric registry
+(:data:`hyperexp.evaluate.METRICS`): the mean over trials of its per-trial values, or a function of
+another column's mean (``latent_similarity`` = 1 / (1 + mean ``latent_mse``)). p-values of a report
+are corrected together by Holm's method (:func:`holm`).
+
+Intervals respect a metric's range (the registry's ``low``, ``high``; for a difference, the
+difference of the ranges): a t interval over a few experiments can reach past it (identification
+near 1), and is then cut at the bound. Cutting loses no coverage: the true value lies in the range,
+so it lies in the cut interval whenever it lies in the t interval. (A percentile bootstrap over
+k = 3 experiment values, the alternative, has only 10 distinct resamples and undercovers.)
+Bootstrap intervals over trials stay within the range by construction.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from hyperexp.evaluate.registry import BY_NAME, Metric, trial_metrics
+
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
 RANDOM_SEED = 0  # fixed, so that a report is reproducible
@@ -33,30 +43,30 @@ RANDOM_SEED = 0  # fixed, so that a report is reproducible
 Trials = Mapping[str, np.ndarray]  # per-trial column -> (N,) values of one experiment
 Statistic = Callable[..., np.ndarray]  # statistic(values, axis=-1), vectorised as scipy wants it
 
-# metric -> (per-trial column, function of that column's mean over trials)
-TRANSFORMED = {"latent_similarity": ("latent_mse", lambda mean_mse: 1.0 / (1.0 + mean_mse))}
-TRIAL_METRICS = (
-    "latent_similarity",
-    "latent_cosine",
-    "latent_identification",
-    "ssim",
-    "pixel_correlation",
-    "pixel_identification",
-)
+
+def metric_of(name: str) -> Metric:
+    """The registry's entry; a name outside it (e.g. a report's own per-trial column such as the
+    agreement of two groups' predictions) is the plain mean of its column, unbounded."""
+    return BY_NAME.get(name) or Metric(name, name, (), None, -np.inf, np.inf, per_trial=lambda inputs: None)
 
 
 def column_of(metric: str) -> str:
-    return TRANSFORMED.get(metric, (metric,))[0]
+    return metric_of(metric).column
 
 
 def statistic_of(metric: str) -> Statistic:
-    transform = TRANSFORMED.get(metric, (metric, lambda mean: mean))[1]
-    return lambda values, axis=-1: transform(np.mean(values, axis=axis))
+    return metric_of(metric).statistic
+
+
+def value_range(metric: str, difference: bool = False) -> tuple[float, float]:
+    """The values a metric's statistic (or a difference of two of them) can take."""
+    entry = metric_of(metric)
+    return (entry.low - entry.high, entry.high - entry.low) if difference else (entry.low, entry.high)
 
 
 def available_metrics(experiments: Sequence[Trials]) -> list[str]:
-    """The metrics of :data:`TRIAL_METRICS` whose column every experiment has."""
-    return [m for m in TRIAL_METRICS if experiments and all(column_of(m) in e for e in experiments)]
+    """The registry's compared per-trial metrics whose column every experiment has, in its order."""
+    return [m.name for m in trial_metrics() if experiments and all(m.column in e for e in experiments)]
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,11 @@ class Estimate:
 
     def adjusted(self, p_adjusted: float) -> Estimate:
         return Estimate(self.value, self.low, self.high, self.n_trials, self.n_experiments, self.p, p_adjusted)
+
+    def within(self, bounds: tuple[float, float]) -> Estimate:
+        """The interval cut at the bounds of the values the statistic can take."""
+        low, high = (float(np.clip(end, *bounds)) for end in (self.low, self.high))
+        return Estimate(self.value, low, high, self.n_trials, self.n_experiments, self.p, self.p_adjusted)
 
 
 def _rng() -> np.random.Generator:
@@ -103,7 +118,7 @@ def over_trials(values: np.ndarray, metric: str) -> Estimate:
     if np.ptp(values) == 0:  # no spread to resample (BCa is undefined)
         return Estimate(value, value, value, len(values), 1)
     low, high = _bootstrap_interval((values,), statistic)
-    return Estimate(value, low, high, len(values), 1)
+    return Estimate(value, low, high, len(values), 1).within(value_range(metric))
 
 
 def paired_over_trials(values: np.ndarray, baseline: np.ndarray, metric: str) -> Estimate:
@@ -124,12 +139,12 @@ def paired_over_trials(values: np.ndarray, baseline: np.ndarray, metric: str) ->
         low = high = value
     else:
         low, high = _bootstrap_interval((values, baseline), difference, paired=True)
-    return Estimate(value, low, high, len(values), 1, p=float(test.pvalue))
+    return Estimate(value, low, high, len(values), 1, p=float(test.pvalue)).within(value_range(metric, True))
 
 
-def over_experiments(values: Sequence[float], n_trials: int, difference: bool) -> Estimate:
-    """Mean of k experiment-level values with the one-sample t interval (and, for a difference,
-    the t-test p-value against zero)."""
+def over_experiments(values: Sequence[float], n_trials: int, difference: bool, metric: str | None = None) -> Estimate:
+    """Mean of k experiment-level values with the one-sample t interval, cut at ``metric``'s range
+    (and, for a difference, the t-test p-value against zero)."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
     if np.ptp(values) == 0:
@@ -137,7 +152,8 @@ def over_experiments(values: Sequence[float], n_trials: int, difference: bool) -
     test = stats.ttest_1samp(values, 0.0)
     interval = test.confidence_interval(CONFIDENCE)
     p = float(test.pvalue) if difference else float("nan")
-    return Estimate(mean, float(interval.low), float(interval.high), n_trials, len(values), p=p)
+    estimate = Estimate(mean, float(interval.low), float(interval.high), n_trials, len(values), p=p)
+    return estimate if metric is None else estimate.within(value_range(metric, difference))
 
 
 def group_estimate(experiments: Sequence[Trials], metric: str) -> tuple[Estimate, list[Estimate]]:
@@ -146,7 +162,8 @@ def group_estimate(experiments: Sequence[Trials], metric: str) -> tuple[Estimate
     each = [over_trials(np.asarray(e[column]), metric) for e in experiments]
     if len(each) == 1:
         return each[0], each
-    return over_experiments([e.value for e in each], min(e.n_trials for e in each), difference=False), each
+    n_trials = min(e.n_trials for e in each)
+    return over_experiments([e.value for e in each], n_trials, difference=False, metric=metric), each
 
 
 def paired_estimate(
@@ -160,7 +177,8 @@ def paired_estimate(
     ]
     if len(each) == 1:
         return each[0], each
-    return over_experiments([e.value for e in each], min(e.n_trials for e in each), difference=True), each
+    n_trials = min(e.n_trials for e in each)
+    return over_experiments([e.value for e in each], n_trials, difference=True, metric=metric), each
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
