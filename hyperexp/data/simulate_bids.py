@@ -42,6 +42,7 @@ class BidsSimulation:
     latent_dim: int = 512
     common_dim: int = 128  # the shared response space each subject's voxels mix
     grid: int = 12  # the volume is grid^3 voxels; masks are balls of different radii
+    mask_voxels: int | None = None  # instead: every subject's mask is this many voxels nearest the centre
     t_r: float = 2.0
     trial_interval: float = 10.0  # mean onset-to-onset seconds (uniform +-1 s jitter): a slow event design
     trial_duration: float = 2.0  # seconds a face is shown
@@ -104,7 +105,11 @@ def write_subject(
     affine = np.diag([3.0, 3.0, 3.0, 1.0])
     centre = (np.array(shape) - 1) / 2
     distance = np.linalg.norm(np.indices(shape).reshape(3, -1).T - centre, axis=1).reshape(shape)
-    mask = distance <= sim.grid * (0.38 + 0.04 * (k % 3))  # subjects' masks differ in size
+    if sim.mask_voxels is None:
+        mask = distance <= sim.grid * (0.38 + 0.04 * (k % 3))  # subjects' masks differ in size
+    else:
+        mask = np.zeros(shape, dtype=bool)
+        mask.flat[np.argsort(distance, axis=None, kind="stable")[: sim.mask_voxels]] = True
     save_image(func / f"sub-{label}_task-{TASK}_desc-brain_mask.nii.gz", mask.astype(np.uint8), affine)
     n_voxels = int(mask.sum())
     voxel_map = rng.standard_normal((sim.common_dim, n_voxels)) / np.sqrt(sim.common_dim)
