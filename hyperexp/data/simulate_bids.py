@@ -62,7 +62,8 @@ def write_dataset(folder: str | Path, sim: BidsSimulation = BidsSimulation()) ->
     folder = Path(folder)
     rng = np.random.default_rng(sim.seed)
     n_train = sim.train_runs * sim.trials_per_run
-    latents = rng.standard_normal((n_train + sim.test_stimuli, sim.latent_dim))
+    # float32 values, written with 9 digits: stimuli.tsv holds exactly the latents of the truth files
+    latents = rng.standard_normal((n_train + sim.test_stimuli, sim.latent_dim)).astype(np.float32).astype(np.float64)
     common = latents @ rng.standard_normal((sim.latent_dim, sim.common_dim)) / np.sqrt(sim.latent_dim)
     if sim.visual_gain > 0:
         attributes = latents @ FaceSketch(latent_dim=sim.latent_dim).projection.double().numpy()
@@ -163,7 +164,7 @@ def save_image(path: Path, data: np.ndarray, affine: np.ndarray, t_r: float | No
 
 def write_table(path: Path, table: pd.DataFrame) -> None:
     with atomic_path(path) as temporary:
-        table.to_csv(temporary, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
+        table.to_csv(temporary, sep="\t", index=False, na_rep="n/a", float_format="%.9g")
 
 
 def main(argv: list[str] | None = None) -> None:
