@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -56,12 +55,12 @@ def plain_lss_betas(bold_image, mask_image, trials, others, t_r: float, settings
     return np.stack(betas)
 
 
-def extract_in_subprocess(root: Path, cache: Path) -> dict:
+def extract_in_subprocess(root: Path, test_run: int, cache: Path) -> dict:
     """hyperexp's extraction of subject 1, with its own peak memory."""
     code = f"""
 import json, resource, time
 from hyperexp.data.bids_source import BidsSource
-source = BidsSource(root={str(root)!r}, test_runs=[{BENCH_TEST_RUN}], cache_dir={str(cache)!r})
+source = BidsSource(root={str(root)!r}, test_runs=[{test_run}], cache_dir={str(cache)!r})
 plan = source.plan(1)
 started = time.perf_counter()
 arrays = source.extract(plan)
@@ -79,9 +78,6 @@ def imports_only_peak() -> int:
     return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
-BENCH_TEST_RUN = 4
-
-
 def main(argv: list[str] | None = None) -> None:
     from hyperexp.data.bids import masked_bold
     from hyperexp.data.bids_source import BidsSource
@@ -93,8 +89,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--volumes", type=int, default=300, help="volumes per run, about")
     parser.add_argument("--mask-voxels", type=int, default=4096)
     args = parser.parse_args(argv)
-    global BENCH_TEST_RUN
-    BENCH_TEST_RUN = args.runs
     t_r, interval = 2.0, 10.0
     trials = int((args.volumes * t_r - 28.0) / interval)  # onsets start at 8 s, 20 s after the last
     sim = BidsSimulation(
@@ -110,12 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     with tempfile.TemporaryDirectory() as folder:
         root = write_dataset(Path(folder) / "bids", sim)
-        ours = extract_in_subprocess(root, Path(folder) / "cache")
+        ours = extract_in_subprocess(root, args.runs, Path(folder) / "cache")
         baseline_peak = imports_only_peak()
 
         source = BidsSource(root=root, test_runs=[args.runs], cache_dir=Path(folder) / "cache")
         plan = source.plan(1)
-        run, (n_scans, run_t_r), run_trials, run_others = plan.runs[0], plan.scans[0], plan.trials[0], plan.others[0]
+        run, (_, run_t_r), run_trials, run_others = plan.runs[0], plan.scans[0], plan.trials[0], plan.others[0]
         started = time.perf_counter()
         fast = single_trial_betas(masked_bold(run, plan.mask), run_t_r, run_trials, run_others, source.glm)
         fast_seconds = time.perf_counter() - started

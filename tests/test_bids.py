@@ -12,8 +12,8 @@ import torch
 
 from hyperexp.data import build, planned_shape
 from hyperexp.data.files import load_subject
-from hyperexp.data.sources import open_source
 from hyperexp.data.simulate_bids import BidsSimulation, write_dataset
+from hyperexp.data.sources import open_source
 from hyperexp.decode import RidgeCVDecoder
 from hyperexp.evaluate.metrics import latent_metrics
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
 from hyperexp.errors import InputError
 
 METHODS = ("lss", "lsa")
