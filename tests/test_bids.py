@@ -5,16 +5,18 @@ responses given as arrays, the extraction's cache, and subjects with different m
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from hyperexp.data import build, planned_shape
-from hyperexp.data.files import load_subject
+from hyperexp.data.files import SubjectData, load_subject
 from hyperexp.data.simulate_bids import BidsSimulation, write_dataset
 from hyperexp.data.sources import open_source
 from hyperexp.decode import RidgeCVDecoder
+from hyperexp.errors import InputError
 from hyperexp.evaluate.metrics import latent_metrics
 
 SIMULATION = BidsSimulation()  # the README's dataset: 2 subjects, 3 training runs + 1 test run
@@ -109,3 +111,30 @@ def test_the_extraction_runs_once_and_again_when_an_input_changes(tmp_path):
     assert tags["glm_cached"] == "false" and len(list((tmp_path / "bids").glob("*.npz"))) == 2
     _, _, tags = open_source("bids", root=dataset, test_runs=[2], cache_dir=tmp_path, glm={"method": "lsa"}).load([1])
     assert tags["glm_cached"] == "false" and tags["glm_method"] == "lsa"
+
+
+class ArraysSource:
+    """A source plugged in by class path (``data.source=tests.test_bids.ArraysSource``)."""
+
+    def __init__(self, cache_dir="data", **unused):
+        self.rng = np.random.default_rng(0)
+        self.latents = self.rng.standard_normal((24, 8)).astype(np.float32)
+
+    def shape(self, numbers):
+        return 20, 4, 8
+
+    def load(self, numbers):
+        x = [self.rng.standard_normal((24, 16)).astype(np.float32) for _ in numbers]
+        subjects = [SubjectData(a[:20], self.latents[:20], a[20:], self.latents[20:]) for a in x]
+        return subjects, [Path(f"made-{k}") for k in numbers], {"data_source": "arrays"}
+
+
+def test_a_source_plugs_in_by_class_path_and_an_unknown_one_is_one_line():
+    settings = dict(variant="average", subjects=[1, 2], source="tests.test_bids.ArraysSource")
+    shape, data = planned_shape(**settings), build(**settings)
+    assert (shape.n_train, shape.n_test, shape.latent_dim) == (20, 4, 8) == (*data.x_train.shape[:1], 4, 8)
+    assert data.files == ("made-1", "made-2") and data.tags()["data_source"] == "arrays"
+    with pytest.raises(InputError, match="^data.source: cannot import 'my_lab.NoSuchSource'"):
+        open_source("my_lab.NoSuchSource")
+    with pytest.raises(InputError, match="^data.source: must be one of simulated, files, bids or a class path"):
+        open_source("nosuch")
