@@ -11,6 +11,7 @@ repeats are averaged into one row, as in the published data. The result is cache
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,21 +86,16 @@ class BidsSource:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataFileError(f"{self.root}: BIDS dataset folder does not exist")
-        self.task, self.mask, self.mask_labels = task, mask, [int(k) for k in mask_labels]
-        self.stimuli_setting, self.stimulus_column, self.test_runs = (
-            stimuli,
-            stimulus_column,
-            [int(k) for k in test_runs],
-        )
+        self.task, self.mask, self.stimulus_column = task, mask, stimulus_column
+        self.mask_labels = [int(k) for k in mask_labels]
+        self.test_runs = [int(k) for k in test_runs]
+        self.stimuli_file = stimuli
         self.glm = GlmSettings(**glm) if isinstance(glm, dict) else glm or GlmSettings()
         self.cache_folder = Path(cache_dir) / "bids"
-        self._stimuli: Stimuli | None = None
 
-    @property
+    @functools.cached_property
     def stimuli(self) -> Stimuli:
-        if self._stimuli is None:
-            self._stimuli = read_stimuli(self.root, self.stimuli_setting)
-        return self._stimuli
+        return read_stimuli(self.root, self.stimuli_file)
 
     def plan(self, number: int) -> SubjectPlan:
         label = subject_label(self.root, number)
