@@ -67,12 +67,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_choice("data.variant", self.variant, VARIANTS)
         _check_choice("data.protocol", self.protocol, PROTOCOLS)
-        check_source_name(self.source)
-        if self.source in ("files", "bids") and self.root is None:
-            what = "/folder/with/data_k.dat" if self.source == "files" else "/path/to/bids_dataset"
-            raise InputError(f"data.root: data.source={self.source} needs data.root={what}")
-        if self.source == "bids" and not self.test_runs:
-            raise InputError("data.test_runs: data.source=bids needs the test runs' numbers, e.g. data.test_runs=[4]")
+        check_source_name(self.source)  # the source checks its own settings when built (hyperexp/data/sources.py)
         _check_positive("data", max_bytes=self.max_bytes)
 
 

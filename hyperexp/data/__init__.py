@@ -1,7 +1,8 @@
-"""Data stage: read, simulate or extract (from a BIDS dataset) per-subject trials, then combine them into one decoding dataset.
+"""Data stage: per-subject trials from a source, combined into one decoding dataset.
 
 :func:`build` is the stage (``conf/data/*.yaml`` names it in ``_target_``): choose the pool of
-subjects, read their files (or the simulated experiment's), and combine them by variant
+subjects, get their trials from ``data.source`` (the simulated experiment, files, a BIDS dataset:
+:mod:`hyperexp.data.sources`), and combine them by variant
 (subject / average / hyperaligned) and protocol (:mod:`hyperexp.data.variants`).
 """
 
