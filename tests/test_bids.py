@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from hyperexp.data import build, planned_shape
 from hyperexp.data.files import SubjectData, load_subject
+from hyperexp.data.limits import DataFileError
 from hyperexp.data.simulate_bids import BidsSimulation, write_dataset
 from hyperexp.data.sources import open_source
 from hyperexp.decode import RidgeCVDecoder
@@ -138,3 +141,65 @@ def test_a_source_plugs_in_by_class_path_and_an_unknown_one_is_one_line():
         open_source("my_lab.NoSuchSource")
     with pytest.raises(InputError, match="^data.source: must be one of simulated, files, bids or a class path"):
         open_source("nosuch")
+
+
+def tiny_variant(folder: Path) -> Path:
+    """The tiny dataset rewritten another legal way: latents in stimuli.npy (the events name rows),
+    an atlas (ROI label 7) instead of a mask, runs in a session folder, no JSON sidecars (the
+    repetition time from the NIfTI header)."""
+    root = write_dataset(folder, TINY)
+    table = pd.read_csv(root / "stimuli.tsv", sep="\t")
+    np.save(root / "stimuli.npy", table.drop(columns="stimulus").to_numpy())
+    (root / "stimuli.tsv").unlink()
+    rows = {name: str(k) for k, name in enumerate(table["stimulus"])}
+    func, session = root / "sub-01" / "func", root / "sub-01" / "ses-1" / "func"
+    session.mkdir(parents=True)
+    for path in sorted(func.iterdir()):
+        target = session / path.name.replace("sub-01_", "sub-01_ses-1_")
+        if path.name.endswith("_events.tsv"):
+            events = pd.read_csv(path, sep="\t")
+            events.assign(stimulus=events["stimulus"].map(rows)).to_csv(target, sep="\t", index=False)
+        elif path.name.endswith("_mask.nii.gz"):
+            mask = nib.load(path)
+            atlas = np.where(np.asarray(mask.dataobj) > 0, 7, 3).astype(np.int16)
+            nib.save(nib.Nifti1Image(atlas, mask.affine), session / "atlas.nii.gz")
+        elif path.name.endswith("_bold.nii.gz"):
+            path.rename(target)
+        path.unlink(missing_ok=True)
+    func.rmdir()
+    return root
+
+
+def test_npy_latents_an_atlas_roi_sessions_and_header_timing_give_the_same_trials(tmp_path):
+    plain = open_source("bids", root=write_dataset(tmp_path / "plain", TINY), test_runs=[2], cache_dir=tmp_path)
+    (expected,), _, _ = plain.load([1])
+    variant = open_source(
+        "bids",
+        root=tiny_variant(tmp_path / "variant"),
+        test_runs=[2],
+        mask="sub-{subject}/ses-1/func/atlas.nii.gz",
+        mask_labels=[7],
+        cache_dir=tmp_path,
+    )
+    (subject,), paths, _ = variant.load([1])
+    assert np.allclose(subject.x_train, expected.x_train, atol=1e-4)
+    assert np.allclose(subject.x_test, expected.x_test, atol=1e-4)
+    assert np.array_equal(subject.t_train, expected.t_train) and np.array_equal(subject.t_test, expected.t_test)
+    assert not list(paths[0].rglob("*.json"))  # the timing came from the NIfTI header
+
+
+def test_confound_columns_enter_the_glm(tmp_path):
+    root = write_dataset(tmp_path / "bids", TINY)
+    for run in (1, 2):
+        prefix = root / "sub-01" / "func" / f"sub-01_task-faces_run-{run}"
+        motion = np.random.default_rng(run).standard_normal((nib.load(f"{prefix}_bold.nii.gz").shape[3], 2))
+        motion[0] = np.nan  # fMRIPrep's derivative columns start with n/a
+        table = pd.DataFrame(motion, columns=["trans_x", "trans_y"])
+        table.to_csv(f"{prefix}_desc-confounds_timeseries.tsv", sep="\t", index=False, na_rep="n/a")
+    without, _, _ = open_source("bids", root=root, test_runs=[2], cache_dir=tmp_path).load([1])
+    settings = {"confounds": ["trans_x", "trans_y"]}
+    with_motion, _, _ = open_source("bids", root=root, test_runs=[2], cache_dir=tmp_path, glm=settings).load([1])
+    assert with_motion[0].x_train.shape == without[0].x_train.shape
+    assert np.isfinite(with_motion[0].x_train).all() and not np.allclose(with_motion[0].x_train, without[0].x_train)
+    with pytest.raises(DataFileError, match="_desc-confounds_timeseries.tsv: no column 'rot_x'"):
+        open_source("bids", root=root, test_runs=[2], cache_dir=tmp_path, glm={"confounds": ["rot_x"]}).shape([1])
