@@ -19,7 +19,9 @@ from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from hyperexp.data.glm import GlmSettings
 from hyperexp.data.simulate import Simulation
+from hyperexp.data.sources import check_source_name
 from hyperexp.data.variants import PROTOCOLS, VARIANTS
 from hyperexp.errors import InputError, UsageError
 
@@ -40,26 +42,32 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 
 @dataclass
 class DataConfig:
-    """Which trials the decoder sees: ``hyperexp.data.build`` (variant, protocol, pool)."""
+    """Which trials the decoder sees: ``hyperexp.data.build`` (variant, protocol, pool, source)."""
 
     _target_: str = "hyperexp.data.build"
     variant: str = "subject"  # subject | average | hyperaligned
     protocol: str = "published"  # published (the tutorial's leakage) | strict
     subjects: list[int] = field(default_factory=lambda: [1])
     n_subjects: int | None = None  # a pool of 1..n_subjects, instead of subjects
-    source: str = "simulated"  # simulated | files
+    source: str = "simulated"  # simulated | files | bids | a class path (hyperexp/data/sources.py)
     root: str | None = None
     cache_dir: str = "data"
     max_bytes: int = 4 * 2**30  # the most array data one subject's file may declare (bytes)
     validation_trials: int = 0  # the last N training trials, held out: what hparams_search optimises
     simulation: Simulation = field(default_factory=Simulation)
+    # data.source=bids (docs/own-data.md): the task, the mask, the latents and the test runs
+    task: str | None = None  # None: the dataset's only task
+    mask: str | None = None  # a NIfTI mask ({subject}: the label); None: the subject's *_mask.nii[.gz]
+    mask_labels: list[int] = field(default_factory=list)  # the mask is an atlas: these labels are the ROI
+    stimuli: str | None = None  # the latents file; None: stimuli.tsv or stimuli.npy in data.root
+    stimulus_column: str = "stimulus"  # the events.tsv column naming each trial's stimulus
+    test_runs: list[int] = field(default_factory=list)  # run numbers whose trials are test trials
+    glm: GlmSettings = field(default_factory=GlmSettings)
 
     def __post_init__(self) -> None:
         _check_choice("data.variant", self.variant, VARIANTS)
         _check_choice("data.protocol", self.protocol, PROTOCOLS)
-        _check_choice("data.source", self.source, ("simulated", "files"))
-        if self.source == "files" and self.root is None:
-            raise InputError("data.root: data.source=files needs data.root=/folder/with/data_k.dat")
+        check_source_name(self.source)  # the source checks its own settings when built (hyperexp/data/sources.py)
         _check_positive("data", max_bytes=self.max_bytes)
 
 

@@ -1,25 +1,21 @@
-"""Data stage: read or simulate per-subject files, then combine them into one decoding dataset.
+"""Data stage: per-subject trials from a source, combined into one decoding dataset.
 
 :func:`build` is the stage (``conf/data/*.yaml`` names it in ``_target_``): choose the pool of
-subjects, read their files (or the simulated experiment's), and combine them by variant
+subjects, get their trials from ``data.source`` (the simulated experiment, files, a BIDS dataset:
+:mod:`hyperexp.data.sources`), and combine them by variant
 (subject / average / hyperaligned) and protocol (:mod:`hyperexp.data.variants`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hyperexp.data.files import DEFAULT_MAX_BYTES, DataFileError, SubjectData, load_subject, subject_file
-from hyperexp.data.simulate import Simulation, ensure_simulated_files
-from hyperexp.data.variants import (
-    DecodingData,
-    check_same_stimuli,
-    check_validation_trials,
-    hold_out_validation,
-    prepare,
-)
+from hyperexp.data.files import DEFAULT_MAX_BYTES, DataFileError, SubjectData
+from hyperexp.data.simulate import Simulation
+from hyperexp.data.sources import SOURCES, open_source
+from hyperexp.data.variants import DecodingData, check_validation_trials, hold_out_validation, prepare
 from hyperexp.errors import InputError
 
 __all__ = [
@@ -27,6 +23,7 @@ __all__ = [
     "DataShape",
     "DecodingData",
     "SubjectData",
+    "SOURCES",
     "Simulation",
     "build",
     "load_subjects",
@@ -50,19 +47,18 @@ def build(
     subjects: Sequence[int] = (1,),
     n_subjects: int | None = None,
     source: str = "simulated",
-    root: str | None = None,
     cache_dir: str = "data",
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    simulation: Simulation | dict | None = None,
     validation_trials: int = 0,
     device=None,
+    _target_: str | None = None,
+    **source_settings,
 ) -> DecodingData:
     """The decoding dataset of one pool of subjects, combined by ``variant`` under ``protocol``, with
-    the last ``validation_trials`` training trials held out for validation."""
+    the last ``validation_trials`` training trials held out for validation. ``source`` and the
+    ``source_settings`` (``root``, ``simulation``, ``glm``, ...) choose where the trials come from
+    (:mod:`hyperexp.data.sources`); what the source reports (e.g. the GLM's time) joins the tags."""
     numbers = select_subjects(subjects, n_subjects)
-    if isinstance(simulation, dict):
-        simulation = Simulation(**simulation)
-    subject_data, paths = load_subjects(numbers, source, root, simulation, cache_dir, max_bytes)
+    subject_data, paths, source_tags = open_source(source, cache_dir=cache_dir, **source_settings).load(numbers)
     data = prepare(
         subject_data,
         variant,
@@ -72,42 +68,27 @@ def build(
         device=device,
         cache_dir=Path(cache_dir) / "aligned",
     )
-    return hold_out_validation(data, validation_trials)
+    return replace(hold_out_validation(data, validation_trials), source_tags=source_tags)
 
 
 def planned_shape(
     subjects: Sequence[int] = (1,),
     n_subjects: int | None = None,
     source: str = "simulated",
-    root: str | None = None,
-    simulation: Simulation | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
     validation_trials: int = 0,
-    **unused,
+    variant: str | None = None,
+    protocol: str | None = None,
+    _target_: str | None = None,
+    **source_settings,
 ) -> DataShape:
     """The shape :func:`build` will give (it takes the same settings), found without writing
     anything: from the settings for the simulated experiment; for files by reading them (and
-    checking that the subjects saw the same stimuli), which ``build`` then does again."""
+    checking that the subjects saw the same stimuli), which ``build`` then does again; for a BIDS
+    dataset from its events and headers, checking every file."""
     numbers = select_subjects(subjects, n_subjects)
-    if source == "simulated":
-        simulation = simulation or Simulation()
-        check_simulated_pool(numbers, simulation)
-        n_train, n_test, latent_dim = simulation.n_train, simulation.n_test, simulation.latent_dim
-    else:
-        subject_data, paths = load_subjects(numbers, source, root, max_bytes=max_bytes)
-        check_same_stimuli(subject_data, [str(path) for path in paths])
-        first = subject_data[0]
-        n_train, n_test, latent_dim = len(first.x_train), len(first.x_test), first.latent_dim
+    n_train, n_test, latent_dim = open_source(source, **source_settings).shape(numbers)
     check_validation_trials(validation_trials, n_train)
     return DataShape(n_train - validation_trials, n_test, latent_dim)
-
-
-def check_simulated_pool(subjects: list[int], simulation: Simulation) -> None:
-    if max(subjects) > simulation.n_subjects:
-        raise InputError(
-            f"data.subjects: subject {max(subjects)} is not in the simulated experiment of "
-            f"{simulation.n_subjects} subjects (simulate more with data.simulation.n_subjects={max(subjects)})"
-        )
 
 
 def select_subjects(subjects: Sequence[int] | None, n_subjects: int | None) -> list[int]:
@@ -133,17 +114,6 @@ def load_subjects(
 ) -> tuple[list[SubjectData], list[Path]]:
     """Read ``data_k`` for each subject k from ``root`` (``source=files``) or from the simulated
     experiment's files, generated once into ``cache_dir`` (``source=simulated``)."""
-    if source == "simulated":
-        simulation = simulation or Simulation()
-        check_simulated_pool(subjects, simulation)
-        folder = ensure_simulated_files(simulation, cache_dir)
-    elif source == "files":
-        if root is None:
-            raise InputError("data.root: data.source=files needs data.root=/folder/with/data_k.dat")
-        folder = Path(root)
-        if not folder.is_dir():
-            raise DataFileError(f"{folder}: data folder does not exist")
-    else:
-        raise InputError(f"data.source: must be simulated or files, got {source!r}")
-    paths = [subject_file(folder, k) for k in subjects]
-    return [load_subject(path, max_bytes=max_bytes) for path in paths], paths
+    settings = dict(root=root, simulation=simulation, cache_dir=cache_dir, max_bytes=max_bytes)
+    subject_data, paths, _ = open_source(source, **settings).load(subjects)
+    return subject_data, paths

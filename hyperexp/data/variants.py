@@ -16,7 +16,7 @@ on is only demeaned (its sd is taken as 1), so it becomes all zeros instead of N
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ class DecodingData:
     files: tuple[str, ...] = ()  # the subjects' files
     x_validation: np.ndarray | None = None  # training trials held out by :func:`hold_out_validation`
     t_validation: np.ndarray | None = None
+    source_tags: dict[str, str] = field(default_factory=dict)  # what the source reports, e.g. the GLM's time
 
     @property
     def name(self) -> str:
@@ -68,6 +69,7 @@ class DecodingData:
             "subjects": ",".join(map(str, self.subjects)),
             "pool_size": str(len(self.subjects)),
             "protocol": self.protocol,
+            **self.source_tags,
         }
 
 
