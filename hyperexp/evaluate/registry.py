@@ -110,6 +110,7 @@ class Metric:
     over_trials: Callable[[MetricInputs], float] | None = None
     compared: bool = True  # reports compare groups on it (with per-trial statistics when it has a column)
     chance: float | None = None  # its value for a decoder that knows nothing, where that is fixed
+    headline: bool = False  # shown first, and summarised per group on a sweep's parent run
 
     @property
     def column(self) -> str | None:
@@ -139,6 +140,7 @@ METRICS: tuple[Metric, ...] = (
         1.0,
         of="latent_mse",
         transform=_similarity,
+        headline=True,
     ),
     Metric(
         "latent_cosine",
@@ -148,6 +150,7 @@ METRICS: tuple[Metric, ...] = (
         -1.0,
         1.0,
         lambda inputs: measures.rowwise_cosine(*inputs.latents),
+        headline=True,
     ),
     Metric(
         "latent_identification",
@@ -167,6 +170,7 @@ METRICS: tuple[Metric, ...] = (
         -1.0,
         1.0,
         lambda inputs: measures.ssim_per_trial(*inputs.images),
+        headline=True,
     ),
     Metric(
         "pixel_correlation",
@@ -234,6 +238,7 @@ METRICS: tuple[Metric, ...] = (
         -1.0,
         1.0,
         over_trials=lambda inputs: measures.mean_defined(inputs.attribute_correlations),
+        headline=True,
     ),
     Metric(
         "feature_mse",

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hyperexp.evaluate.registry import METRICS
 from hyperexp.report.queries import RunRecord
 
-DEFAULT_METRICS = ("latent_similarity", "latent_cosine", "ssim", "attribute_similarity")
+DEFAULT_METRICS = tuple(m.name for m in METRICS if m.headline)  # the registry's headline metrics, in its order
 
 
 @dataclass(frozen=True)
