@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from hyperexp.data.files import load_subject
+from hyperexp.track.preview import PREVIEW_METRICS
 from tests.conftest import run_in_process, runs_of, store
 from tests.feature_networks import IGNORE_JIT_DEPRECATION, PooledFeatures, save_scripted
 
@@ -65,7 +66,7 @@ def test_trains_finishes_and_logs_grids_and_final_image_metrics_at_1024(pggan_ru
     assert run.info.status == "FINISHED" and run.data.params["generator.model.random_init"] == "True"
     grids = [a.path for a in client.list_artifacts(run.info.run_id, "images") if "reconstructions" in a.path]
     assert len([path for path in grids if path.endswith(".png") and "compressed" not in path]) == 2  # epochs 0, 2
-    history = client.get_metric_history(run.info.run_id, "learning/preview_ssim")
+    history = client.get_metric_history(run.info.run_id, PREVIEW_METRICS + "ssim")
     assert sorted(m.step for m in history) == [0, 2] and all(-1 <= m.value <= 1 for m in history)
     stimuli = saved_images(folder, "stimuli")
     assert stimuli.shape == (3, 1024, 1024, 3) and saved_images(folder, "reconstructions").shape == stimuli.shape

@@ -31,11 +31,13 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from hyperexp.track.preview import GRID_KEY  # the image card the run logs its grid to
+
 # The smoke experiment's small simulated data (12 test trials): minutes on two cores, not an hour.
 DEMO_RUN = ["experiment=smoke", "trainer.epochs=100", "trainer.log_every=10", "decoder.optimizer.lr=3e-4"]
 DEMO_RUN += ["trainer.progress=false"]
 DEMO_SWEEP = ["experiment=smoke", "data=subject1,subject2,hyperaligned", "decoder=ridge", "trainer.progress=false"]
-GRID_KEY = "learning/reconstructions"  # the image card the run logs its grid to
+
 WIDTH, HEIGHT = 1600, 1100
 SETTLE_SECONDS = 2  # after a page looks ready: charts finish drawing, transitions end
 # Before the UI's scripts: its Assistant panel closed and not opened by itself on a first visit
