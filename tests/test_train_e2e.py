@@ -66,7 +66,7 @@ def test_a_run_is_named_described_and_tagged_by_what_tells_it_apart(single_run):
 def test_params_are_few_and_the_whole_config_is_an_artifact(single_run):
     run = the_run(single_run)
     params = run.data.params
-    assert params["data"] == "subject1" and params["decoder"] == "adam" and params["trainer.epochs"] == "12"
+    assert params["data"] == "subject1" and params["decoder"] == "adam_fast" and params["trainer.epochs"] == "12"
     assert params["data.simulation.n_voxels"] == "128"  # given on the command line
     assert len(params) <= 20 and "generator.model.size" not in params and "trainer.progress" not in params
     config = yaml.safe_load(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml"))

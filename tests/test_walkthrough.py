@@ -1,7 +1,7 @@
-"""The README's "The published files, step by step", run as written on small stand-in files: two
+"""docs/published-files.md (the published files, step by step), run as written on small stand-in files: two
 subjects' data pickles (one of lists of float32 trials, one of 2-D float64 arrays), the MXNet
 fixture generator.params, a scripted feature network and two boundary files. Only the training
-schedule is shrunk (overrides appended to the train command). Also the README's export snippet
+schedule is shrunk (overrides appended to the train command). Also that page's export snippet
 for a feature network, run with a stand-in network."""
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ SHRINK = ["trainer.epochs=2", "trainer.log_every=2", "trainer.preview_trials=2",
 SHRINK += ["trainer.progress=false"]
 
 
+PAGE = REPO / "docs" / "published-files.md"
+
+
 def readme_block(marker: str) -> str:
-    """The fenced block after the README comment that names ``marker``."""
-    match = re.search(rf"<!-- {re.escape(marker)}[^\n]*-->\n```\w+\n(.*?)```", (REPO / "README.md").read_text(), re.S)
-    assert match, f"README: no block marked {marker!r}"
+    """The fenced block after the page's comment that names ``marker``."""
+    match = re.search(rf"<!-- {re.escape(marker)}[^\n]*-->\n```\w+\n(.*?)```", PAGE.read_text(), re.S)
+    assert match, f"{PAGE.name}: no block marked {marker!r}"
     return match.group(1)
 
 
