@@ -53,7 +53,9 @@ CASES = [
     Case("unknown key", ["trainer.nosuch=1"], "trainer.nosuch: no such config key (its keys: epochs,", 2),
     Case("unknown top-level key", ["nosuch=1"], "nosuch: no such config key (its keys: data, decoder,", 2),
     Case("key added with +", ["+trainer.nosuch=1"], "trainer.nosuch: no such config key", 2),
-    Case("unknown option", ["decoder=nosuch"], "decoder=nosuch: no such option (choose from adam, adam_fast, adamw,", 2),
+    Case(
+        "unknown option", ["decoder=nosuch"], "decoder=nosuch: no such option (choose from adam, adam_fast, adamw,", 2
+    ),
     Case("unparseable override", ["trainer.epochs=[1"], "trainer.epochs=[1: cannot parse this override", 2),
     Case("wrong type", ["trainer.epochs=abc"], "trainer.epochs: Value 'abc' of type 'str' could not be converted", 2),
     Case(

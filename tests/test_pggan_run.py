@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from hyperexp.data.files import load_subject
-from hyperexp.track.preview import PREVIEW_METRICS
+from hyperexp.track.preview import CURVES, PREVIEW_METRICS
 from tests.conftest import run_in_process, runs_of, store
 from tests.feature_networks import IGNORE_JIT_DEPRECATION, PooledFeatures, save_scripted
 
@@ -120,7 +120,7 @@ def test_the_generator_feature_loss_trains_through_the_whole_pggan(tmp_path):
     run_in_process(tmp_path, *PGGAN_RUN, *small, *feature_loss)
     (run,) = runs_of(store(tmp_path))
     assert run.info.status == "FINISHED" and run.data.params["trainer.feature_loss.layer"] == "9"
-    history = sorted(store(tmp_path).get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
+    history = sorted(store(tmp_path).get_metric_history(run.info.run_id, CURVES + "train_loss"), key=lambda m: m.step)
     losses = [metric.value for metric in history]
     assert len(losses) == 3 and losses[2] < losses[1] < losses[0]
-    assert "final/ssim" in run.data.metrics and "final/latent_similarity" in run.data.metrics
+    assert "test/ssim" in run.data.metrics and "test/latent_similarity" in run.data.metrics

@@ -88,11 +88,13 @@ def test_the_published_files_walkthrough_runs_as_written(tmp_path):
     assert (tmp_path / "published" / "generator.safetensors").is_file()
     runs = runs_of(store(tmp_path), "hyperexp")
     jobs = sorted((r for r in runs if "mlflow.parentRunId" in r.data.tags), key=lambda r: r.info.run_name)
-    assert [r.info.run_name for r in jobs] == ["hyperaligned-adam", "subject1-adam", "subject2-adam"]
+    assert [r.info.run_name for r in jobs] == ["hyperaligned·adam·s0", "subject1·adam·s0", "subject2·adam·s0"]
     assert all(r.info.status == "FINISHED" for r in runs)
     for job in jobs:
         metrics = job.data.metrics
-        assert {"final/feature_similarity", "final/attr_r/age", "final/attr_r/smile", "final/ssim"} <= set(metrics)
+        assert {"test/feature_similarity", "test/attribute_similarity", "test/ssim"} <= set(metrics)
+        table = store(tmp_path).download_artifacts(job.info.run_id, "attribute_correlations.csv", str(tmp_path))
+        assert [line.split(",")[0] for line in Path(table).read_text().splitlines()] == ["attribute", "age", "smile"]
     faces = sorted((tmp_path / "faces").glob("face_*.png"))
     assert len(faces) == 3 and np.asarray(Image.open(faces[0])).shape == (1024, 1024, 3)
     report = (tmp_path / "outputs" / "published" / "report.md").read_text()

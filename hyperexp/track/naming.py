@@ -31,9 +31,9 @@ from hyperexp.track.sweep import read_sweep_file, sweep_membership
 
 SEPARATOR = "·"
 CHOICE_PARAMS = ("experiment", "hparams_search", "data", "decoder", "trainer", "generator")
-KEY_PARAMS = ("data.subjects", "data.protocol", "decoder.optimizer.lr", "decoder.optimizer.weight_decay")
-KEY_PARAMS += ("trainer.epochs", "trainer.seed")
+KEY_PARAMS = ("decoder.optimizer.lr", "trainer.epochs", "trainer.seed")
 SET_ONLY_PARAMS = ("data.n_subjects", "data.validation_trials", "trainer.feature_loss.weight")  # when not 0/None
+UNLESS_DEFAULT_PARAMS = {"data.protocol": "published"}  # shown where they differ from this
 IN_NAME = ("data", "decoder", "trainer.seed", "data.n_subjects")  # keys the name's base parts show
 SEED_PREFIXES = {"trainer.seed": "s", "data.simulation.seed": "sim"}  # seeds as s0, sim2
 SWEEP_LABELS = {"trainer.seed": "seed", "data.simulation.seed": "sim"}
@@ -146,11 +146,13 @@ def sweep_run_name(task_overrides: list[str], swept: dict[str, str], started: da
 
 
 def curated_params(config: dict, choices: dict, task: list[str]) -> dict[str, str]:
-    """The config choices, the settings that usually differ, and every setting on the command line."""
+    """The config choices, the settings that usually differ (the learning rate, epochs and seed; the
+    protocol where it is not the published one), and every setting on the command line."""
     flat = flatten(config)
     params = {key: str(choices[key]) for key in CHOICE_PARAMS if choices.get(key) is not None}
     params.update({key: flat[key] for key in KEY_PARAMS if key in flat})
     params.update({key: flat[key] for key in SET_ONLY_PARAMS if flat.get(key) not in (None, "None", "0", "0.0")})
+    params.update({key: flat[key] for key, usual in UNLESS_DEFAULT_PARAMS.items() if flat.get(key, usual) != usual})
     for override in _overrides(task):
         key = override.key_or_group
         if _is_setting(key) and key in flat:
