@@ -14,6 +14,7 @@ import torch
 from hyperexp.evaluate import Evaluation
 from hyperexp.generate import render
 from hyperexp.generate.facesketch import FaceSketch
+from hyperexp.report.compare import AGREEMENT
 from tests.conftest import REPO
 from tests.feature_networks import IGNORE_JIT_DEPRECATION, PooledFeatures, save_scripted
 
@@ -27,7 +28,8 @@ ATTRIBUTE_TABLE = "attr_r/"  # Evaluation's per-attribute correlations: a run's 
 
 @pytest.fixture(scope="module")
 def logged_metrics(tmp_path_factory) -> set[str]:
-    """What a run logs under ``test/`` (run level) and per trial, with every optional metric on."""
+    """What a run logs under ``test/`` (run level) and per trial, with every optional metric on, and
+    what a report derives from two groups' predictions."""
     extractor = tmp_path_factory.mktemp("features") / "features.pt"
     save_scripted(PooledFeatures(), extractor)
     generator = FaceSketch(latent_dim=32, size=16)
@@ -38,7 +40,8 @@ def logged_metrics(tmp_path_factory) -> set[str]:
     evaluation = Evaluation(feature_extractor=str(extractor))
     run_level = evaluation(true, predicted, stimuli, reconstructions, generator)
     per_trial = evaluation.per_trial(true, predicted, stimuli, reconstructions)
-    return {name for name in run_level if not name.startswith(ATTRIBUTE_TABLE)} | set(per_trial)
+    logged = {name for name in run_level if not name.startswith(ATTRIBUTE_TABLE)} | set(per_trial)
+    return logged | {AGREEMENT}  # and what a report computes itself: two groups' agreement
 
 
 def named_metrics(report: Path) -> set[str]:

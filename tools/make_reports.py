@@ -4,9 +4,9 @@ Each report is one or more sweeps (``python -m hyperexp.train -m ...``, into
 ``outputs/reports/<report>/`` with a store of their own, ``outputs/reports/mlflow.db``) and one
 ``python -m hyperexp.report`` over them, written to ``docs/<report>/``. At full size (the
 published simulation, the configurations of ``conf/experiment/``) they take hours on 2 CPU cores
-(30 to 75 minutes each, docs/results.md). ``--reduced`` runs smaller versions in minutes (1024
-voxels, two simulated experiments, a pool of up to 8 subjects, a tenth of the trained epochs) and
-says so in every report's title: numbers for checking the pipeline, not results.
+(30 to 75 minutes each, docs/results.md). ``--reduced`` runs smaller versions (256 voxels, one
+simulated experiment, a pool of up to 4 subjects, a tenth of the trained epochs; about 17 jobs)
+and says so in every report's title: numbers for checking the pipeline, not results.
 
     python tools/make_reports.py                  # all, full size
     python tools/make_reports.py paper protocols  # some
@@ -25,9 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = Path("outputs/reports")
 STORE = f"sqlite:///{OUTPUTS / 'mlflow.db'}"
-SEEDS_REDUCED = ["data.simulation.seed=0,1"]
-REDUCED = ["data.simulation.n_voxels=1024"]  # for every sweep at reduced size
-REDUCED_LABEL = "reduced size (1024 voxels, 2 simulated experiments; pipeline check, not results)"
+SEEDS_REDUCED = ["data.simulation.seed=0"]
+REDUCED = ["data.simulation.n_voxels=256"]  # for every sweep at reduced size
+REDUCED_LABEL = "reduced size (256 voxels, one simulated experiment): a check of the pipeline, not results"
 CEILING = ["data.simulation.n_subjects={n}", "data.n_subjects={n}", "data.simulation.noise=choice(0.0)"]
 
 
@@ -47,14 +47,17 @@ class Report:
 
 PAPER = Sweep("paper", ["experiment=paper", "decoder=ridge_recipe"], SEEDS_REDUCED)
 POOL = ["experiment=pool_size"]
-POOL_REDUCED = [*SEEDS_REDUCED, "data.n_subjects=1,2,4,8", "data.simulation.n_subjects=8"]
+POOL_REDUCED = [*SEEDS_REDUCED, "data.n_subjects=1,2,4", "data.simulation.n_subjects=4"]
 CEILING_REDUCED = [*SEEDS_REDUCED]
 REPORTS = [
     Report("paper", [PAPER], ["--pairs", "--groups", "data=subject1", "data=subject2", "data=hyperaligned"]),
     Report("alignment", [PAPER], ["--pairs", "--groups", "data=subject1", "data=average", "data=hyperaligned"]),
-    Report("solvers", [Sweep("solvers", ["experiment=solvers"], ["trainer.epochs=150"])]),
+    Report("solvers", [Sweep("solvers", ["experiment=solvers"], ["trainer.epochs=150", "trainer.log_every=50"])]),
     Report("protocols", [Sweep("protocols", ["experiment=protocols", "decoder=ridge_recipe"], SEEDS_REDUCED)]),
-    Report("feature_loss", [Sweep("feature_loss", ["experiment=feature_loss"], ["trainer.epochs=15"])]),
+    Report(
+        "feature_loss",
+        [Sweep("feature_loss", ["experiment=feature_loss"], ["trainer.epochs=15", "trainer.log_every=5"])],
+    ),
     Report(
         "pool_size",
         [

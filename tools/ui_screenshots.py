@@ -18,6 +18,7 @@ import argparse
 import base64
 import contextlib
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow import MlflowClient
+from PIL import Image
 
 from hyperexp.evaluate.grids import CARD_STRIP_FRACTION
 from hyperexp.track.preview import GRID_KEY  # the image card the run logs its grid to
@@ -63,13 +65,24 @@ CARD_IMAGE_SHOWN = f"""(() => {{ const image = {CARD_IMAGE}; let body = image.pa
   while (body && getComputedStyle(body).overflowY !== 'auto') body = body.parentElement;
   const i = image.getBoundingClientRect(), b = body.getBoundingClientRect();
   return Math.max(0, Math.min(i.bottom, b.bottom) - Math.max(i.top, b.top)) / i.height; }})()"""
-SUMMARY_CHARTS = "test/latent"  # the sweep's jobs side by side: test/latent_similarity, ...
+EXPAND_ROW = "button[data-component-id$='runnamecellrenderer.tsx_46']"  # a parent run's row: shows its children
+SUMMARY_CHARTS = "test/"  # the sweep's jobs side by side: a bar chart per summary metric
+# the chart view's section of the summary metrics, scrolled to the top of the window
+SHOW_SUMMARY_SECTION = """[...document.querySelectorAll('*')].find((e) => e.children.length === 0
+  && /^test \\(\\d+\\)$/.test(e.textContent.trim())).scrollIntoView({block: 'start'})"""
 VIEWER_SHOWN = (
     "[...document.querySelectorAll('.rc-image-preview-wrap')].some((e) => e.getBoundingClientRect().width > 0)"
 )
 REPORT = "report/report.html"  # the sweep's report, one self-contained page (figures embedded)
 # the artifact viewer's frame for HTML (sandboxed: its document is not ours to check; the settling time covers it)
 HTML_SHOWN = "document.querySelector('iframe[src^=blob]')"
+
+
+def save_small(image: Image.Image, path: Path) -> None:
+    """A screenshot as a 256-colour PNG: a third of the size, the UI's flat colours unchanged."""
+    image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+        path, optimize=True
+    )
 
 
 def make_demo_runs(store: Path) -> None:
@@ -212,7 +225,8 @@ class Chromium:
         self.wait_for(condition, what)
 
     def screenshot(self, path: Path) -> None:
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+        shot = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+        save_small(Image.open(io.BytesIO(shot)), path)
         print(f"wrote {path}")
 
     def close(self) -> None:
@@ -312,11 +326,14 @@ def main() -> int:
         # the sweep's jobs (not its parent) in the experiment's chart view: a bar per job in each chart
         jobs = urllib.parse.quote(f"tags.sweep = '{parent.data.tags['sweep']}' and tags.group LIKE '%'")
         charts = f"{experiment_url}/runs{ml}&compareRunsMode=CHART&searchFilter={jobs}"
-        browser.load(charts, f"document.querySelector('{CHART_CARD}') && {NOTHING_LOADING}", "the chart view")
+        browser.load(charts, f"{text_shown(parent.info.run_name)} && {NOTHING_LOADING}", "the chart view")
+        browser.evaluate(f"document.querySelector({json.dumps(EXPAND_ROW)}).click()")  # the jobs under their parent
+        job_names = [r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        browser.wait_for(" && ".join(text_shown(name) for name in job_names), "the sweep's jobs")
         browser.type_into("input[placeholder='Search metric charts']", SUMMARY_CHARTS)
-        browser.wait_for(
-            f"document.querySelectorAll('{CHART_CARD}').length <= 6 && {NOTHING_LOADING}", "the test charts"
-        )
+        browser.wait_for(f"{text_shown('test/latent_similarity')} && {NOTHING_LOADING}", "the summary charts")
+        browser.evaluate(SHOW_SUMMARY_SECTION)
+        browser.wait_for(NOTHING_LOADING, "the summary charts drawn")
         browser.screenshot(args.out / "sweep_charts.png")
         # the run's charts; then only its image card (the search box keeps it), full screen
         browser.load(f"{single_url}/model-metrics{ml}", f"{CARD_IMAGE} && {NOTHING_LOADING}", "the run's charts")

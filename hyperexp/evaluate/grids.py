@@ -21,7 +21,7 @@ GAP = 2
 MAX_CELL = 256  # grid cells are downsampled to at most this many pixels (a PGGAN render is 1024)
 ROW_NAMES = ("stimulus", "reconstruction")
 CARD_COLUMNS = 6  # trials in the card's top strip
-CARD_STRIP_FRACTION = 0.4  # of the card image's height: what the card shows below a run's name and params
+CARD_STRIP_FRACTION = 0.32  # of the card image's height: the card shows ~38% below 3 lines of params
 
 
 def _font(cell: int) -> ImageFont.ImageFont:
