@@ -80,7 +80,8 @@ def sweep(job: Sweep, reduced: bool, done: set[str]) -> Path:
     folder = OUTPUTS / job.name
     if job.name not in done:
         args = [*job.args, *(REDUCED + job.reduced if reduced else [])]
-        tracking = [f"tracking.uri={STORE}", f"hydra.sweep.dir={folder}", "trainer.progress=false"]
+        tracking = [f"tracking.uri={STORE}", f"tracking.artifact_root={REPO / OUTPUTS / 'artifacts'}"]
+        tracking += [f"hydra.sweep.dir={folder}", "trainer.progress=false"]
         run([sys.executable, "-m", "hyperexp.train", "-m", *args, *tracking])
         done.add(job.name)
     return folder

@@ -67,9 +67,11 @@ CARD_IMAGE_SHOWN = f"""(() => {{ const image = {CARD_IMAGE}; let body = image.pa
   return Math.max(0, Math.min(i.bottom, b.bottom) - Math.max(i.top, b.top)) / i.height; }})()"""
 EXPAND_ROW = "button[data-component-id$='runnamecellrenderer.tsx_46']"  # a parent run's row: shows its children
 SUMMARY_CHARTS = "test/"  # the sweep's jobs side by side: a bar chart per summary metric
-# the chart view's section of the summary metrics, scrolled to the top of the window
-SHOW_SUMMARY_SECTION = """[...document.querySelectorAll('*')].find((e) => e.children.length === 0
-  && /^test \\(\\d+\\)$/.test(e.textContent.trim())).scrollIntoView({block: 'start'})"""
+# the chart view's first summary chart, scrolled to the top of the chart area
+SHOW_SUMMARY_SECTION = (
+    f"[...document.querySelectorAll('{CHART_CARD}')].find((card) => card.innerText.trim().startsWith('test/'))"
+    ".scrollIntoView({block: 'start'})"
+)
 VIEWER_SHOWN = (
     "[...document.querySelectorAll('.rc-image-preview-wrap')].some((e) => e.getBoundingClientRect().width > 0)"
 )
@@ -89,7 +91,10 @@ def make_demo_runs(store: Path) -> None:
     """What the screenshots show, unless ``store`` has it: a single run and a sweep."""
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()]) if store.exists() else []
-    tracking = [f"tracking.uri=sqlite:///{store / 'mlflow.db'}", f"tracking.artifact_root={store / 'artifacts'}"]
+    tracking = [
+        f"tracking.uri=sqlite:///{store / 'mlflow.db'}",
+        f"tracking.artifact_root={(store / 'artifacts').resolve()}",
+    ]
     if not any(r.data.tags.get("sweep") == "none" for r in runs):
         run([*DEMO_RUN, f"hydra.run.dir={store / 'run'}", *tracking])
     if not any(r.data.tags.get("sweep_role") == "parent" for r in runs):
@@ -301,6 +306,8 @@ def main() -> int:
         print("make screenshots: needs Chromium from the system's packages: apt-get install chromium", file=sys.stderr)
         return 1
     store = args.store.resolve()
+    with contextlib.suppress(ValueError):  # under the checkout: the runs' descriptions show short paths
+        store = store.relative_to(Path.cwd())
     make_demo_runs(store)
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     (experiment,) = client.search_experiments()
