@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 SWEEP  := data=subject1,subject2,hyperaligned
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report ui screenshots test test-slow lint smoke bench clean
+.PHONY: help install train sweep report reports ui screenshots test test-slow lint smoke bench clean
 
 help:  ## list the targets with the values they use (set them like: make ui PORT=5001)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -33,6 +33,9 @@ sweep: $(STAMP)  ## a multirun; without ARGS: $(SWEEP)
 report: $(STAMP)  ## comparison report of a sweep: make report TARGET=outputs/multirun/<date>/<time>
 	$(PY) -m hyperexp.report $(TARGET)
 
+reports: $(STAMP)  ## rerun the sweeps of every report in docs/ and rewrite them (hours; make reports ARGS=--reduced: minutes, labelled)
+	$(PY) tools/make_reports.py $(ARGS)
+
 ui: $(STAMP)  ## MLflow UI over runs/ on http://$(HOST):$(PORT)
 	@echo "MLflow UI: http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning  (Ctrl-C stops it)"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///runs/mlflow.db --host $(HOST) --port $(PORT)
@@ -50,7 +53,7 @@ lint: $(STAMP)  ## ruff: style and formatting (what CI checks)
 test-slow: $(STAMP)  ## only the slow tests (full-size generator, longer runs)
 	$(PY) -m pytest -m slow
 
-smoke: $(STAMP)  ## a tiny train and a tiny multirun (< 2 minutes)
+smoke: $(STAMP)  ## a small run that visibly learns and a two-job multirun (about 2 minutes)
 	$(PY) -m hyperexp.train experiment=smoke trainer.progress=false
 	$(PY) -m hyperexp.train -m experiment=smoke trainer.progress=false data=subject1,subject2
 

@@ -102,7 +102,7 @@ def record_results(run_: Run, folder: Path, results: dict, history: History, fit
     """End-of-run summary metrics (``test/*``, ``validation/loss``) logged once (and returned, for
     the model); the attribute correlations as a table and a figure in ``folder`` with their mean as
     ``test/attribute_similarity``; what the decoder chose; and what training and logging cost, as tags."""
-    step = history.epochs_done
+    step = 0  # one value per run, at step 0: MLflow's chart view compares runs on it in a bar chart
     correlations = {k.removeprefix(ATTRIBUTE_PREFIX): v for k, v in results.items() if k.startswith(ATTRIBUTE_PREFIX)}
     summary = {f"test/{key}": value for key, value in results.items() if not key.startswith(ATTRIBUTE_PREFIX)}
     if (loss := validation_loss(history)) is not None:

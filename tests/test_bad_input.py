@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from hyperexp.errors import InputError
 from hyperexp.track.store import check_writable_folder
-from tests.bad_input_cases import CASES, README, readme_section, readme_table
+from tests.bad_input_cases import CASES, TABLE_PAGE, readme_section, readme_table
 from tests.bad_input_setups import HELD
 from tests.conftest import run_cli
 
@@ -93,7 +93,7 @@ def test_as_a_new_user_sees_it_the_whole_of_stderr_is_one_line(tmp_path, name):
 
 
 def test_the_readme_table_is_generated_from_the_cases():
-    assert readme_section(README.read_text()) == readme_table(), "run: python -m tests.bad_input_cases"
+    assert readme_section(TABLE_PAGE.read_text()) == readme_table(), "run: python -m tests.bad_input_cases"
 
 
 def test_a_folder_this_user_may_not_write_is_refused_by_name(tmp_path, monkeypatch):

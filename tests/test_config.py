@@ -21,7 +21,8 @@ def compose_with(*overrides: str):
 def test_each_group_has_options_and_none_is_internal():
     assert {group for group, _ in OPTIONS} == set(GROUPS)
     assert {"subject1", "subject2", "hyperaligned", "average", "subject"} <= {o for g, o in OPTIONS if g == "data"}
-    assert {"adam", "adamw", "sgd", "ols", "ridge", "ridge_recipe", "pls"} == {o for g, o in OPTIONS if g == "decoder"}
+    decoders = {"adam", "adam_fast", "adamw", "sgd", "ols", "ridge", "ridge_recipe", "pls"}
+    assert decoders == {o for g, o in OPTIONS if g == "decoder"}
     assert not [option for _, option in OPTIONS if option.startswith("_")]  # --help lists only real choices
 
 

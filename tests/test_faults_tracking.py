@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from hyperexp.track import outbox as outbox_module
 from hyperexp.track.__main__ import main as track_cli
+from hyperexp.track.preview import GRID_KEY
 from tests.conftest import TINY, run_in_process, runs_of, store
 from tests.faults import steps
 
@@ -24,7 +25,7 @@ STEP = re.compile(r"\+step\+(\d+)\+")
 def grid_steps(client: MlflowClient, run_id: str) -> list[int]:
     names = [a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "images")]
     return sorted(
-        int(STEP.search(n)[1]) for n in names if n.startswith("learning~reconstructions+") and n.endswith(".png")
+        int(STEP.search(n)[1]) for n in names if n.startswith(GRID_KEY.replace("/", "~") + "+") and n.endswith(".png")
     )
 
 

@@ -1,6 +1,6 @@
-"""``python -m hyperexp.generate``: the README's commands, as typed, and its errors.
+"""``python -m hyperexp.generate``: the documented commands, as typed, and their errors.
 
-The README quotes:
+docs/published-files.md quotes:
 
     python -m hyperexp.generate render latents.npy out/ --generator facesketch
     python -m hyperexp.generate convert generator.params generator.safetensors

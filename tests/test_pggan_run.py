@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from hyperexp.data.files import load_subject
+from hyperexp.track.preview import CURVES, PREVIEW_METRICS
 from tests.conftest import run_in_process, runs_of, store
 from tests.feature_networks import IGNORE_JIT_DEPRECATION, PooledFeatures, save_scripted
 
@@ -67,7 +68,7 @@ def test_trains_finishes_and_logs_grids_and_final_image_metrics_at_1024(pggan_ru
     assert run.info.status == "FINISHED" and run.data.params["generator.model.random_init"] == "True"
     grids = [a.path for a in client.list_artifacts(run.info.run_id, "images") if "reconstructions" in a.path]
     assert len([path for path in grids if path.endswith(".png") and "compressed" not in path]) == 2  # epochs 0, 2
-    history = client.get_metric_history(run.info.run_id, "learning/preview_ssim")
+    history = client.get_metric_history(run.info.run_id, PREVIEW_METRICS + "ssim")
     assert sorted(m.step for m in history) == [0, 2] and all(-1 <= m.value <= 1 for m in history)
     stimuli = saved_images(folder, "stimuli")
     assert stimuli.shape == (3, 1024, 1024, 3) and saved_images(folder, "reconstructions").shape == stimuli.shape
@@ -121,7 +122,7 @@ def test_the_generator_feature_loss_trains_through_the_whole_pggan(tmp_path):
     run_in_process(tmp_path, *PGGAN_RUN, *small, *feature_loss)
     (run,) = runs_of(store(tmp_path))
     assert run.info.status == "FINISHED" and run.data.params["trainer.feature_loss.layer"] == "9"
-    history = sorted(store(tmp_path).get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
+    history = sorted(store(tmp_path).get_metric_history(run.info.run_id, CURVES + "train_loss"), key=lambda m: m.step)
     losses = [metric.value for metric in history]
     assert len(losses) == 3 and losses[2] < losses[1] < losses[0]
-    assert "final/ssim" in run.data.metrics and "final/latent_similarity" in run.data.metrics
+    assert "test/ssim" in run.data.metrics and "test/latent_similarity" in run.data.metrics

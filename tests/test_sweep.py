@@ -4,6 +4,7 @@ view of its sweep (``sweep_membership``)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hydra.types import RunMode
@@ -98,7 +99,8 @@ def test_a_sweep_of_finished_jobs_ends_finished_with_its_report(tmp_path):
     parent = client.get_run(parent_id)
     assert parent.info.status == "RUNNING"
     assert parent.data.tags["sweep_role"] == "parent" and parent.data.tags["swept_keys"] == "data,trainer.seed"
-    assert parent.info.run_name == "data=subject1,subject2 trainer.seed=0,1"  # named by what it sweeps
+    assert re.fullmatch(r"sweep \d\d:\d\d:\d\d data×2·seed×2", parent.info.run_name)  # when, what it sweeps
+    assert parent.data.params == {"data": "subject1,subject2", "trainer.seed": "0,1"}
     assert parent.data.tags["mlflow.note.content"].startswith("`python -m hyperexp.train -m data=subject1,subject2")
 
     jobs = [

@@ -13,6 +13,7 @@ import yaml
 
 from hyperexp.evaluate.trials import PER_TRIAL_FILE
 from hyperexp.report.trials import read_per_trial_csv
+from hyperexp.track.preview import GRID_KEY, PREVIEW_METRICS
 from tests.conftest import TINY, run_cli, run_in_process, runs_of, store
 
 STEP = re.compile(r"\+step\+(\d+)\+")
@@ -34,7 +35,7 @@ def the_run(folder):
     return run
 
 
-def grid_steps(client, run_id: str, key: str = "learning~reconstructions") -> list[int]:
+def grid_steps(client, run_id: str, key: str = GRID_KEY.replace("/", "~")) -> list[int]:
     names = [a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "images")]
     return sorted(int(STEP.search(n)[1]) for n in names if n.startswith(f"{key}+") and n.endswith(".png"))
 
@@ -50,8 +51,8 @@ def test_the_experiment_opens_as_model_training_and_no_empty_default_is_listed(s
 def test_a_run_is_named_described_and_tagged_by_what_tells_it_apart(single_run):
     run = the_run(single_run)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name.startswith("subject1·adam·s0·smoke·epochs=12·")
-    assert "optimizer.lr=0.001" in run.info.run_name and "cache_dir" not in run.info.run_name  # changes no result
+    assert run.info.run_name.startswith("subject1·adam_fast·s0·smoke·epochs=12·")
+    assert "·lr=0.001" in run.info.run_name and "cache_dir" not in run.info.run_name  # changes no result
     description = run.data.tags["mlflow.note.content"]
     assert description.startswith("`python -m hyperexp.train experiment=smoke trainer.progress=false")
     assert description.endswith("\n\na tiny run")
@@ -65,7 +66,7 @@ def test_a_run_is_named_described_and_tagged_by_what_tells_it_apart(single_run):
 def test_params_are_few_and_the_whole_config_is_an_artifact(single_run):
     run = the_run(single_run)
     params = run.data.params
-    assert params["data"] == "subject1" and params["decoder"] == "adam" and params["trainer.epochs"] == "12"
+    assert params["data"] == "subject1" and params["decoder"] == "adam_fast" and params["trainer.epochs"] == "12"
     assert params["data.simulation.n_voxels"] == "128"  # given on the command line
     assert len(params) <= 20 and "generator.model.size" not in params and "trainer.progress" not in params
     config = yaml.safe_load(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.yaml"))
@@ -84,7 +85,7 @@ def test_per_trial_metrics_are_the_reports_raw_material(single_run, tmp_path):
 def test_grids_are_logged_at_step_0_and_every_log_every(single_run):
     client, run = store(single_run), the_run(single_run)
     assert grid_steps(client, run.info.run_id) == [0, 4, 8, 12]
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "learning/preview_ssim")]
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, PREVIEW_METRICS + "ssim")]
     assert sorted(steps) == [0, 4, 8, 12]
 
 
@@ -173,7 +174,7 @@ def test_closed_form_and_feature_loss_runs(tmp_path):
     tiny_without_lr = [a for a in TINY if not a.startswith("decoder.")]
     run_in_process(tmp_path, *tiny_without_lr, "decoder=ridge", output="b")
     runs = {r.data.params["decoder"]: r for r in runs_of(store(tmp_path))}
-    assert set(runs) == {"adam", "ridge"}
+    assert set(runs) == {"adam_fast", "ridge"}
     assert runs["ridge"].info.run_name.startswith("subject1·ridge·s0·smoke")
     assert all(r.info.status == "FINISHED" for r in runs.values())
     ridge = runs["ridge"].data.metrics
@@ -188,11 +189,12 @@ def test_tiny_multirun_is_one_parent_run_with_a_child_per_job_and_a_report(tmp_p
     runs = runs_of(client)
     (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.info.run_name for r in children) == ["subject1·adam·s0", "subject2·adam·s0"]
+    assert sorted(r.info.run_name for r in children) == ["subject1·adam_fast·s0", "subject2·adam_fast·s0"]
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
     assert sorted(r.data.tags["group"] for r in children) == ["data=subject1", "data=subject2"]
     assert {r.data.tags["sweep"] for r in children} == {parent.data.tags["sweep"]} == {"sweep"}
-    assert parent.info.run_name == "data=subject1,subject2" and parent.data.params == {"data": "subject1,subject2"}
+    assert re.fullmatch(r"smoke \d\d:\d\d:\d\d data×2", parent.info.run_name)
+    assert parent.data.params == {"data": "subject1,subject2"}
     similarity = {r.data.tags["group"]: r.data.metrics["test/latent_similarity"] for r in children}
     assert parent.data.metrics["summary/subject2/latent_similarity"] == pytest.approx(similarity["data=subject2"])
     report = (tmp_path / "sweep" / "report.md").read_text()
@@ -215,7 +217,7 @@ def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FAILED"
     assert sorted(r.data.params["trainer.batch_size"] for r in children) == ["16", "8"]  # the job after it ran
-    assert sorted(r.info.run_name.split("·")[3] for r in children) == ["batch_size=16", "batch_size=8"]
+    assert sorted(r.info.run_name.split("·")[0] for r in children) == ["batch_size=16", "batch_size=8"]  # first
     assert all(r.info.status == "FINISHED" for r in children)
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "## Jobs that failed" in report and "trainer.batch_size=100000" in report

@@ -1,7 +1,7 @@
-"""The README's "The published files, step by step", run as written on small stand-in files: two
+"""docs/published-files.md (the published files, step by step), run as written on small stand-in files: two
 subjects' data pickles (one of lists of float32 trials, one of 2-D float64 arrays), the MXNet
 fixture generator.params, a scripted feature network and two boundary files. Only the training
-schedule is shrunk (overrides appended to the train command). Also the README's export snippet
+schedule is shrunk (overrides appended to the train command). Also that page's export snippet
 for a feature network, run with a stand-in network."""
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ SHRINK = ["trainer.epochs=2", "trainer.log_every=2", "trainer.preview_trials=2",
 SHRINK += ["trainer.progress=false", "evaluate.distractors=2"]  # 1024x1024 distractor images: 2 s each on CPU
 
 
+PAGE = REPO / "docs" / "published-files.md"
+
+
 def readme_block(marker: str) -> str:
-    """The fenced block after the README comment that names ``marker``."""
-    match = re.search(rf"<!-- {re.escape(marker)}[^\n]*-->\n```\w+\n(.*?)```", (REPO / "README.md").read_text(), re.S)
-    assert match, f"README: no block marked {marker!r}"
+    """The fenced block after the page's comment that names ``marker``."""
+    match = re.search(rf"<!-- {re.escape(marker)}[^\n]*-->\n```\w+\n(.*?)```", PAGE.read_text(), re.S)
+    assert match, f"{PAGE.name}: no block marked {marker!r}"
     return match.group(1)
 
 
@@ -85,11 +88,13 @@ def test_the_published_files_walkthrough_runs_as_written(tmp_path):
     assert (tmp_path / "published" / "generator.safetensors").is_file()
     runs = runs_of(store(tmp_path), "hyperexp")
     jobs = sorted((r for r in runs if "mlflow.parentRunId" in r.data.tags), key=lambda r: r.info.run_name)
-    assert [r.info.run_name for r in jobs] == ["hyperaligned-adam", "subject1-adam", "subject2-adam"]
+    assert [r.info.run_name for r in jobs] == ["hyperaligned·adam·s0", "subject1·adam·s0", "subject2·adam·s0"]
     assert all(r.info.status == "FINISHED" for r in runs)
     for job in jobs:
         metrics = job.data.metrics
-        assert {"final/feature_similarity", "final/attr_r/age", "final/attr_r/smile", "final/ssim"} <= set(metrics)
+        assert {"test/feature_similarity", "test/attribute_similarity", "test/ssim"} <= set(metrics)
+        table = store(tmp_path).download_artifacts(job.info.run_id, "attribute_correlations.csv", str(tmp_path))
+        assert [line.split(",")[0] for line in Path(table).read_text().splitlines()] == ["attribute", "age", "smile"]
     faces = sorted((tmp_path / "faces").glob("face_*.png"))
     assert len(faces) == 3 and np.asarray(Image.open(faces[0])).shape == (1024, 1024, 3)
     report = (tmp_path / "outputs" / "published" / "report.md").read_text()

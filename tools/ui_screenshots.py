@@ -1,13 +1,15 @@
 """Screenshots of the MLflow UI for docs/ui/: ``make screenshots`` (optional; not part of the tests).
 
-Makes a small demo store where ``--store`` holds no single run or no sweep yet (a 100-epoch run of
-the published recipe; a sweep of the three data variants with the ridge decoder; both on the smoke
-experiment's small data), serves the MLflow UI on 127.0.0.1, and has headless Chromium
-(Debian's ``chromium`` package) photograph, in the model-training view with the Assistant panel
-closed: the runs table, a run's overview and its charts, its image card full screen at the first
-and the last step with that step's grid opened in the UI's image viewer (the card itself shows
-MLflow's 256-pixel thumbnail), the sweep's parent run and its report. Chromium is driven over its
-DevTools protocol (standard library only), waiting until each page has drawn what it shows.
+Makes a small demo store where ``--store`` holds no single run or no sweep yet (a run of the smoke
+preset, which visibly learns; a sweep of the three data variants with the ridge decoder on the
+smoke experiment's data), serves the MLflow UI on 127.0.0.1, and has headless Chromium (Debian's
+``chromium`` package) photograph, in the model-training view with the Assistant panel closed: the
+runs table, a run's overview and its charts (loss curves first, then the image card, whose strip
+of reconstructions the card shows without a click), its image card full screen at the first and
+the last step with that step's image opened in the UI's image viewer, the sweep's jobs side by
+side in the experiment's chart view, the sweep's parent run and its report. Chromium is driven
+over its DevTools protocol (standard library only), waiting until each page has drawn what it
+shows.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import base64
 import contextlib
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -25,17 +28,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow import MlflowClient
+from PIL import Image
+
+from hyperexp.evaluate.grids import CARD_STRIP_FRACTION
+from hyperexp.track.preview import GRID_KEY  # the image card the run logs its grid to
 
 # The smoke experiment's small simulated data (12 test trials): minutes on two cores, not an hour.
-DEMO_RUN = ["experiment=smoke", "trainer.epochs=100", "trainer.log_every=10", "decoder.optimizer.lr=3e-4"]
-DEMO_RUN += ["trainer.progress=false"]
+DEMO_RUN = ["experiment=smoke", "trainer.progress=false"]
 DEMO_SWEEP = ["experiment=smoke", "data=subject1,subject2,hyperaligned", "decoder=ridge", "trainer.progress=false"]
-GRID_KEY = "learning/reconstructions"  # the image card the run logs its grid to
+
 WIDTH, HEIGHT = 1600, 1100
 SETTLE_SECONDS = 2  # after a page looks ready: charts finish drawing, transitions end
 # Before the UI's scripts: its Assistant panel closed and not opened by itself on a first visit
@@ -53,6 +60,18 @@ NOTHING_LOADING = (
 )
 CHART_CARD = "[data-testid=experiment-view-compare-runs-card]"
 CARD_IMAGE = "document.querySelector('img.rc-image-img')"
+# the share of the card image's height that its card shows (its scrolling body clips the rest)
+CARD_IMAGE_SHOWN = f"""(() => {{ const image = {CARD_IMAGE}; let body = image.parentElement;
+  while (body && getComputedStyle(body).overflowY !== 'auto') body = body.parentElement;
+  const i = image.getBoundingClientRect(), b = body.getBoundingClientRect();
+  return Math.max(0, Math.min(i.bottom, b.bottom) - Math.max(i.top, b.top)) / i.height; }})()"""
+EXPAND_ROW = "button[data-component-id$='runnamecellrenderer.tsx_46']"  # a parent run's row: shows its children
+SUMMARY_CHARTS = "test/"  # the sweep's jobs side by side: a bar chart per summary metric
+# the chart view's first summary chart, scrolled to the top of the chart area
+SHOW_SUMMARY_SECTION = (
+    f"[...document.querySelectorAll('{CHART_CARD}')].find((card) => card.innerText.trim().startsWith('test/'))"
+    ".scrollIntoView({block: 'start'})"
+)
 VIEWER_SHOWN = (
     "[...document.querySelectorAll('.rc-image-preview-wrap')].some((e) => e.getBoundingClientRect().width > 0)"
 )
@@ -61,11 +80,21 @@ REPORT = "report/report.html"  # the sweep's report, one self-contained page (fi
 HTML_SHOWN = "document.querySelector('iframe[src^=blob]')"
 
 
+def save_small(image: Image.Image, path: Path) -> None:
+    """A screenshot as a 256-colour PNG: a third of the size, the UI's flat colours unchanged."""
+    image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+        path, optimize=True
+    )
+
+
 def make_demo_runs(store: Path) -> None:
     """What the screenshots show, unless ``store`` has it: a single run and a sweep."""
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()]) if store.exists() else []
-    tracking = [f"tracking.uri=sqlite:///{store / 'mlflow.db'}", f"tracking.artifact_root={store / 'artifacts'}"]
+    tracking = [
+        f"tracking.uri=sqlite:///{store / 'mlflow.db'}",
+        f"tracking.artifact_root={(store / 'artifacts').resolve()}",
+    ]
     if not any(r.data.tags.get("sweep") == "none" for r in runs):
         run([*DEMO_RUN, f"hydra.run.dir={store / 'run'}", *tracking])
     if not any(r.data.tags.get("sweep_role") == "parent" for r in runs):
@@ -201,7 +230,8 @@ class Chromium:
         self.wait_for(condition, what)
 
     def screenshot(self, path: Path) -> None:
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+        shot = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+        save_small(Image.open(io.BytesIO(shot)), path)
         print(f"wrote {path}")
 
     def close(self) -> None:
@@ -276,6 +306,8 @@ def main() -> int:
         print("make screenshots: needs Chromium from the system's packages: apt-get install chromium", file=sys.stderr)
         return 1
     store = args.store.resolve()
+    with contextlib.suppress(ValueError):  # under the checkout: the runs' descriptions show short paths
+        store = store.relative_to(Path.cwd())
     make_demo_runs(store)
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     (experiment,) = client.search_experiments()
@@ -298,9 +330,25 @@ def main() -> int:
         for name, (page, condition) in pages.items():
             browser.load(page, f"{condition} && {NOTHING_LOADING}", name)
             browser.screenshot(args.out / name)
+        # the sweep's jobs (not its parent) in the experiment's chart view: a bar per job in each chart
+        jobs = urllib.parse.quote(f"tags.sweep = '{parent.data.tags['sweep']}' and tags.group LIKE '%'")
+        charts = f"{experiment_url}/runs{ml}&compareRunsMode=CHART&searchFilter={jobs}"
+        browser.load(charts, f"{text_shown(parent.info.run_name)} && {NOTHING_LOADING}", "the chart view")
+        browser.evaluate(f"document.querySelector({json.dumps(EXPAND_ROW)}).click()")  # the jobs under their parent
+        job_names = [r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        browser.wait_for(" && ".join(text_shown(name) for name in job_names), "the sweep's jobs")
+        browser.type_into("input[placeholder='Search metric charts']", SUMMARY_CHARTS)
+        browser.wait_for(f"{text_shown('test/latent_similarity')} && {NOTHING_LOADING}", "the summary charts")
+        browser.evaluate(SHOW_SUMMARY_SECTION)
+        browser.wait_for(NOTHING_LOADING, "the summary charts drawn")
+        browser.screenshot(args.out / "sweep_charts.png")
         # the run's charts; then only its image card (the search box keeps it), full screen
         browser.load(f"{single_url}/model-metrics{ml}", f"{CARD_IMAGE} && {NOTHING_LOADING}", "the run's charts")
         browser.screenshot(args.out / "run_charts.png")
+        shown = browser.evaluate(CARD_IMAGE_SHOWN)
+        print(f"the image card shows the top {shown:.0%} of its image (its strip: the top {CARD_STRIP_FRACTION:.0%})")
+        if shown < CARD_STRIP_FRACTION:
+            print("make screenshots: the card cuts the strip of reconstructions (more params?)", file=sys.stderr)
         browser.type_into("input[placeholder='Search metric charts']", GRID_KEY)
         browser.wait_for(f"document.querySelectorAll('{CHART_CARD}').length === 1", "the image card alone")
         browser.evaluate(

@@ -21,10 +21,12 @@ DEFAULT_EXPERIMENT_ID = "0"
 DESCRIPTION = """Decoding perceived faces from fMRI with hyperexp (experiment `{name}`).
 
 Each run is one training job (`python -m hyperexp.train`); a sweep (`-m`) is a parent run named by
-what it sweeps, with its jobs as child runs and its report (`report/`) as artifacts.
+its experiment, start time and what it sweeps, with its jobs as child runs and its report
+(`report/`) as artifacts.
 
-- **learning/**: per-epoch `train_loss`, `test_loss`, `validation_loss`; image card
-  `reconstructions`: test stimuli above their reconstructions, from epoch 0 (untrained) on.
+- **learning/**: per-epoch `train_loss`, `test_loss`, `validation_loss`.
+- **preview/**: image card `reconstructions`: test stimuli above their reconstructions, from
+  epoch 0 (untrained) on; **preview_metrics/**: their image metrics at each step.
 - **test/**: end-of-run summary metrics (sort the runs table by `test/latent_similarity`).
 - Params are the settings that tell runs apart; the full resolved config is `config.yaml`;
   the fitted decoder is an MLflow model (`decoder`)."""

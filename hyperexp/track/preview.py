@@ -10,15 +10,17 @@ import time
 import torch
 
 from hyperexp.decode import History
-from hyperexp.evaluate.grids import comparison_grid
+from hyperexp.evaluate.grids import preview_card
 from hyperexp.evaluate.metrics import image_metrics
 from hyperexp.generate import render
 from hyperexp.track.runs import Run
 
-# Per-epoch curves and the grid share one chart section, named so that MLflow (which orders named
-# sections alphabetically, before unnamed ones) shows it above the one-point summary sections (test/).
-CURVES = "learning/"
-GRID_KEY = CURVES + "reconstructions"  # the image card: a step slider over epochs
+# Metric keys by chart section. MLflow orders named sections alphabetically (charts within one by
+# key, image cards last): the loss curves first, then the image card, then the preview trials'
+# metrics, then the one-point summaries (test/).
+CURVES = "learning/"  # per-epoch train_loss, test_loss, test_latent_cosine, validation_loss
+GRID_KEY = "preview/reconstructions"  # the image card: a step slider over epochs
+PREVIEW_METRICS = "preview_metrics/"  # image metrics of the preview trials at each grid
 epoch_log = logging.getLogger("hyperexp.epochs")
 
 
@@ -45,11 +47,11 @@ class PreviewLogger:
         self.logged_epochs = epoch
         with torch.no_grad():
             reconstructions = render(self.generator, predict(self.x), self.batch_size, self.size)
-        grid = comparison_grid(self.stimuli, reconstructions, title=grid_title(epoch, history.epochs))
+        grid = preview_card(self.stimuli, reconstructions, title=grid_title(epoch, history.epochs))
         self.run.log_image(grid, key=GRID_KEY, step=epoch)
         if len(reconstructions) >= 2:  # identification needs two trials
             preview = image_metrics(self.stimuli, reconstructions)
-            self.run.log_metrics({f"{CURVES}preview_{name}": value for name, value in preview.items()}, epoch)
+            self.run.log_metrics({f"{PREVIEW_METRICS}{name}": value for name, value in preview.items()}, epoch)
         self.run.flush()
         if epoch > 0:
             losses = ", ".join(f"{name} {value:.5g}" for name, value in history.at(epoch - 1).items())

@@ -52,7 +52,9 @@ def sweep_name(task_overrides: list[str], sweeper_params: dict[str, Any] | None)
     overrides = [o for o in parser.parse_overrides(list(task_overrides)) if o.is_sweep_override()]
     swept = {o.get_key_element(): o.input_line.split("=", 1)[1] for o in overrides}
     swept.update({str(key): str(value) for key, value in (sweeper_params or {}).items() if key not in swept})
-    return " ".join(f"{key}={value}" for key, value in swept.items())[:MAX_NAME_LENGTH] or "sweep", swept
+    from hyperexp.track.naming import sweep_run_name  # (naming imports this module)
+
+    return sweep_run_name(list(task_overrides), swept)[:MAX_NAME_LENGTH], swept
 
 
 def read_sweep_file(sweep_dir: str | Path) -> dict | None:
