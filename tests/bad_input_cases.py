@@ -63,7 +63,7 @@ CASES = [
     # Values: types the schema leaves open, ranges, choices, cross-field rules (exit 1).
     Case("learning rate not a number", ["decoder.optimizer.lr=abc"], "decoder.optimizer.lr: must be > 0, got abc"),
     Case("negative learning rate", ["decoder.optimizer.lr=-1"], "decoder.optimizer.lr: must be > 0, got -1"),
-    Case("NaN learning rate", ["decoder.optimizer.lr=nan"], "decoder.optimizer.lr: must be > 0, got nan"),
+    Case("NaN learning rate", ["decoder.optimizer.lr=nan"], "decoder.optimizer.lr: must be a finite number, got nan"),
     Case(
         "unresolvable interpolation", ["tracking.uri=${nosuch}"], "tracking.uri: Interpolation key 'nosuch' not found"
     ),
