@@ -157,6 +157,8 @@ class TrackingConfig:
     def __post_init__(self) -> None:
         if not self.outage_wait_s >= 0:
             raise InputError(f"tracking.outage_wait_s: must be >= 0, got {self.outage_wait_s}")
+        if not self.experiment.strip():
+            raise InputError("tracking.experiment: empty; name the experiment the runs go to")
         if not self.uri.strip():
             raise InputError("tracking.uri: empty (use sqlite:///path/mlflow.db or http://host:port)")
         check_database_driver(self.uri)

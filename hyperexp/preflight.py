@@ -9,6 +9,7 @@ before Hydra creates it (:class:`PreflightCallback`).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,11 @@ def check_before_work(cfg: DictConfig, output_dir: Path) -> None:
     ``output_dir`` and end the runs of dead processes."""
     tracking, resume = cfg.tracking, cfg.trainer.resume
     check_feature_layer(cfg)
-    check_free_space(cfg)
     check_output_folder(output_dir)
     check_writable_folder(cfg.data.cache_dir, "data.cache_dir")
+    check_free_space(cfg)
     check_store(tracking.uri)
+    check_store_lock(tracking.uri)
     if resume is not None:
         check_run_id(resume)
     client = existing_store(tracking.uri)
@@ -84,6 +86,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
             try:
                 check_job(job_config, generators)
                 check_writable_folder(job_config.data.cache_dir, "data.cache_dir")
+                check_free_space(job_config)
             except InputError as error:
                 raise type(error)(f"{error} (sweep job {number}: {' '.join(job)})") from None
 
@@ -145,6 +148,19 @@ class PreflightCallback(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         with refusals_as_one_line():  # Hydra would only warn
             check_writable_folder(config.hydra.run.dir, "hydra.run.dir")
+
+
+def check_store_lock(uri: str) -> None:
+    """The lock file beside a SQLite store (``setup_experiment`` holds it while opening the store)
+    must be a writable file, or creatable: the store's folder was checked."""
+    path = sqlite_path(uri)
+    lock = Path(f"{path.resolve()}.lock") if path is not None else None
+    if lock is None or not os.path.lexists(lock):
+        return
+    if not lock.is_file():
+        raise InputError(f"tracking.uri: {lock}, the store's lock file, is not a file")
+    if not os.access(lock, os.R_OK | os.W_OK):
+        raise InputError(f"tracking.uri: {lock}, the store's lock file, is not writable")
 
 
 def existing_store(uri: str) -> MlflowClient | None:

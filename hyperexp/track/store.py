@@ -29,7 +29,8 @@ log = logging.getLogger("hyperexp")
 SQLITE_PREFIX = "sqlite:///"
 SERVER_PREFIXES = ("http://", "https://", "databricks")  # stores that choose their own artifact location
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "file")
-CHECK_TIMEOUT_S = 5.0  # the one request that tells whether a tracking server answers
+CHECK_TIMEOUT_S = 5.0
+LOCK_TIMEOUT_S = 60.0  # another process opens the store for seconds; a lock held longer is stuck  # the one request that tells whether a tracking server answers
 # MLflow retries a request to a server that does not answer for about 4 minutes by default; a
 # run's outbox retries instead (hyperexp.track.outbox), so each request gives up sooner.
 HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -183,7 +184,7 @@ def setup_experiment(uri: str, experiment: str, artifact_root: str | None = None
     bound_http_retries()
     mlflow.set_tracking_uri(uri)
     path = sqlite_path(uri)
-    with store_errors(uri), FileLock(f"{path}.lock") if path else contextlib.nullcontext():
+    with store_errors(uri), FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT_S) if path else contextlib.nullcontext():
         experiment_id = _get_or_create_experiment(uri, experiment, artifact_root)
         present_experiment(MlflowClient(uri), experiment_id, own_store=path is not None)
         return experiment_id
