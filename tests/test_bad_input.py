@@ -103,3 +103,18 @@ def test_a_folder_this_user_may_not_write_is_refused_by_name(tmp_path, monkeypat
     with pytest.raises(InputError, match=f"^data.cache_dir: {tmp_path}/ro is not writable$"):
         check_writable_folder(tmp_path / "ro" / "data", "data.cache_dir")
     check_writable_folder(tmp_path / "elsewhere" / "data", "data.cache_dir")  # creatable: accepted
+
+
+def test_a_store_whose_lock_another_process_holds_is_refused_after_a_bound(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    import hyperexp.track.store as store
+
+    monkeypatch.setattr(store, "LOCK_TIMEOUT_S", 0.5)
+    database = tmp_path / "runs" / "mlflow.db"
+    database.parent.mkdir()
+    started = time.monotonic()
+    with FileLock(f"{database}.lock"):  # a second lock on the same file waits, as another process's would
+        with pytest.raises(InputError, match=rf"^{database}: cannot open the tracking store \(.*mlflow.db.lock"):
+            store.setup_experiment(f"sqlite:///{database}", "smoke")
+    assert time.monotonic() - started < 30 and not database.exists()
