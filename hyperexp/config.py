@@ -2,7 +2,10 @@
 
 Hydra merges every YAML option into these schemas, so an unknown key or a value of the wrong
 type is refused while composing. Ranges and choices are checked in ``__post_init__``, which runs
-when :func:`validated` turns the composed config into these objects, before any work starts.
+when :func:`validated` turns the composed config into these objects, before any work starts;
+``Config.__post_init__`` also checks values as what consumes them will take them (the optimizer
+built on a dummy parameter, seeds as torch and NumPy take them, the memory images will need, the
+tracking database's driver).
 Groups that build something name their factory in ``_target_`` (built with ``instantiate``).
 """
 
