@@ -35,6 +35,7 @@ MAX_EPOCHS = 1_000_000  # per-epoch metrics are preallocated; beyond this is a t
 MIN_PREVIEW_SIZE = 7  # SSIM's window: smaller preview images cannot be scored
 MAX_SEED = 2**64 - 1  # torch.manual_seed takes up to this, NumPy any integer >= 0
 IMAGE_BYTES_PER_PIXEL = 3 * 4  # RGB float32, as images are rendered
+FLOAT_COPIES = 4  # float32 copies of rendered images at once (counted once, a 7 GiB preview ran out of 20 GiB)
 # The Python drivers SQLAlchemy (MLflow's database layer) uses for each database by default.
 DRIVER_PACKAGES = {
     "psycopg": "'psycopg[binary]'",
@@ -276,17 +277,19 @@ def check_memory(key: str, value: Any, needed: int, what: str) -> None:
 
 def check_image_memory(config: Config) -> None:
     """The images a setting implies must fit in memory: the test trials rendered at the generator's
-    size, and the per-epoch preview grids at ``trainer.preview_size``."""
+    size, and the per-epoch preview grids at ``trainer.preview_size``. Rendering holds one batch
+    as float32 in a few copies (resized, rounded, clamped; SSIM's too), the images as uint8."""
     model, trainer = config.generator.model, config.trainer
     native = model.get("size") if isinstance(model, dict) else None
     n_test = config.data.simulation.n_test if config.data.source == "simulated" else None
+    batch = config.generator.batch_size
     if isinstance(native, int) and n_test is not None:
-        needed = (2 * n_test + config.generator.batch_size) * native**2 * IMAGE_BYTES_PER_PIXEL
+        needed = native**2 * 3 * (2 * n_test + FLOAT_COPIES * 4 * min(batch, n_test))
         check_memory("generator.model.size", native, needed, f"rendering {n_test} test trials twice")
     size = trainer.preview_size or native
     if isinstance(size, int):
         trials = min(trainer.preview_trials, n_test or trainer.preview_trials)
-        needed = trials * size**2 * IMAGE_BYTES_PER_PIXEL
+        needed = trials * size**2 * IMAGE_BYTES_PER_PIXEL * FLOAT_COPIES
         key, value = ("trainer.preview_size", size) if trainer.preview_size else ("generator.model.size", native)
         check_memory(key, value, needed, f"preview grids of {trials} trials at {size}x{size} pixels")
 

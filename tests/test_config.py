@@ -135,8 +135,8 @@ def test_image_memory_is_bounded_by_the_memory_available(monkeypatch):
     import hyperexp.config
 
     monkeypatch.setattr(hyperexp.config, "available_memory", lambda: 2**30)
-    validated(compose_with("trainer.preview_size=1024"))  # 8 trials x 1024^2 x 3 x 4 bytes = 96 MiB
-    with pytest.raises(InputError, match=r"^trainer.preview_size=4096: .* about 1.5 GiB, more than the 1.0 GiB of"):
+    validated(compose_with("trainer.preview_size=1024"))  # 8 trials x 1024^2 x 3 x 4 bytes x 4 copies = 384 MiB
+    with pytest.raises(InputError, match=r"^trainer.preview_size=4096: .* about 6.0 GiB, more than the 1.0 GiB of"):
         validated(compose_with("trainer.preview_size=4096"))
     with pytest.raises(InputError, match=r"^generator.model.size=2048: rendering 36 test trials twice"):
         validated(compose_with("generator.model.size=2048", "trainer.preview_size=128"))
