@@ -2,17 +2,24 @@
 
 Hydra merges every YAML option into these schemas, so an unknown key or a value of the wrong
 type is refused while composing. Ranges and choices are checked in ``__post_init__``, which runs
-when :func:`validated` turns the composed config into these objects, before any work starts.
+when :func:`validated` turns the composed config into these objects, before any work starts;
+``Config.__post_init__`` also checks values as what consumes them will take them (the optimizer
+built on a dummy parameter, seeds as torch and NumPy take them, the memory images will need, the
+tracking database's driver).
 Groups that build something name their factory in ``_target_`` (built with ``instantiate``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+import torch
 from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -20,6 +27,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hyperexp.data.glm import GlmSettings
+from hyperexp.data.limits import human_size
 from hyperexp.data.simulate import Simulation
 from hyperexp.data.sources import check_source_name
 from hyperexp.data.variants import PROTOCOLS, VARIANTS
@@ -27,6 +35,17 @@ from hyperexp.errors import InputError, UsageError
 
 MAX_EPOCHS = 1_000_000  # per-epoch metrics are preallocated; beyond this is a typo, not a schedule
 MIN_PREVIEW_SIZE = 7  # SSIM's window: smaller preview images cannot be scored
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes up to this, NumPy any integer >= 0
+IMAGE_BYTES_PER_PIXEL = 3 * 4  # RGB float32, as images are rendered
+FLOAT_COPIES = 4  # float32 copies of rendered images at once (counted once, a 7 GiB preview ran out of 20 GiB)
+# The Python drivers SQLAlchemy (MLflow's database layer) uses for each database by default.
+DRIVER_PACKAGES = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+    "pyodbc": "pyodbc",
+}
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
 
 
 def _check_positive(group: str, **values: int) -> None:
@@ -152,6 +171,11 @@ class TrackingConfig:
     def __post_init__(self) -> None:
         if not self.outage_wait_s >= 0:
             raise InputError(f"tracking.outage_wait_s: must be >= 0, got {self.outage_wait_s}")
+        if not self.experiment.strip():
+            raise InputError("tracking.experiment: empty; name the experiment the runs go to")
+        if not self.uri.strip():
+            raise InputError("tracking.uri: empty (use sqlite:///path/mlflow.db or http://host:port)")
+        check_database_driver(self.uri)
 
 
 @dataclass
@@ -170,6 +194,136 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self) -> None:
+        """What no single group can check: the values as their consumers (torch's optimizers and
+        random generators, NumPy, the memory of this machine) will take them."""
+        check_seed("trainer.seed", self.trainer.seed)  # first: other seeds default to it (decoder.seed)
+        for key, value in _settings(self, ""):
+            if isinstance(value, float) and not math.isfinite(value) and key.startswith(FINITE_GROUPS):
+                raise InputError(f"{key}: must be a finite number, got {value}")
+            if key.rpartition(".")[2] == "seed":
+                check_seed(key, value)
+        if isinstance(self.decoder, dict) and isinstance(self.decoder.get("optimizer"), dict):
+            check_optimizer(self.decoder["optimizer"])
+        check_generator_sizes(self.generator.model)
+        check_image_memory(self)
+
+
+FINITE_GROUPS = ("data.", "decoder.", "trainer.", "generator.")  # tracking.outage_wait_s=inf: wait for ever
+
+
+def _settings(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """Every leaf of a validated config, with its dotted key (list items as key[i])."""
+    items = (
+        ((f.name, getattr(node, f.name)) for f in dataclasses.fields(node))
+        if dataclasses.is_dataclass(node)
+        else node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+    )
+    for name, value in items:
+        key = f"{prefix}[{name}]" if isinstance(name, int) else f"{prefix}{'.' if prefix else ''}{name}"
+        if dataclasses.is_dataclass(value) or isinstance(value, (dict, list, tuple)):
+            yield from _settings(value, key)
+        else:
+            yield key, value
+
+
+def check_seed(key: str, seed: Any) -> None:
+    """A seed that torch's generators and NumPy both take (a decoder's or generator's seed goes to either)."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"{key}: a seed is an integer from 0 to 2**64 - 1, got {seed!r}")
+
+
+_OPTIMIZER_KEYS = {"learning rate": "lr", "epsilon": "eps", "beta": "betas", "weight_decay": "weight_decay"}
+
+
+def check_optimizer(optimizer: dict) -> None:
+    """Build the configured optimizer on one dummy parameter: its own checks (weight decay, momentum,
+    betas, eps) refuse a bad value now, as one line naming the key, not after the run started."""
+    lr = optimizer.get("lr", 1.0)
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:  # also NaN
+        raise InputError(f"decoder.optimizer.lr: must be > 0, got {lr}")
+    try:
+        factory = instantiate(optimizer, _convert_="object")
+        factory([torch.nn.Parameter(torch.zeros(1))])
+    except (InstantiationException, ValueError, TypeError, IndexError) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) else error
+        if not isinstance(cause, (ValueError, TypeError, IndexError)):
+            raise
+        message = _first_line(cause)
+        if isinstance(cause, IndexError):  # torch reads betas[1] of a one-value list
+            message = f"a value is missing ({message})"
+        key = next((k for word, k in _OPTIMIZER_KEYS.items() if word in message), None)
+        key = key or next((k for k in optimizer if not k.startswith("_") and k in message), None)
+        raise InputError(f"decoder.optimizer{'.' + key if key else ''}: {message}") from None
+
+
+def check_generator_sizes(model: Any) -> None:
+    """Image size and latent size of a generator that takes them (facesketch), before it is built:
+    building allocates ``size**2`` pixels twice."""
+    if not isinstance(model, dict):
+        return
+    for name in ("size", "latent_dim"):
+        value = model.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"generator.model.{name}: must be a whole number >= 1, got {value!r}")
+
+
+def available_memory() -> int:
+    return psutil.virtual_memory().available
+
+
+def check_memory(key: str, value: Any, needed: int, what: str) -> None:
+    available = available_memory()
+    if needed > available:
+        raise InputError(
+            f"{key}={value}: {what} would take about {human_size(needed)}, "
+            f"more than the {human_size(available)} of memory available"
+        )
+
+
+def check_image_memory(config: Config) -> None:
+    """The images a setting implies must fit in memory: the test trials rendered at the generator's
+    size, and the per-epoch preview grids at ``trainer.preview_size``. Rendering holds one batch
+    as float32 in a few copies (resized, rounded, clamped; SSIM's too), the images as uint8."""
+    model, trainer = config.generator.model, config.trainer
+    native = model.get("size") if isinstance(model, dict) else None
+    n_test = config.data.simulation.n_test if config.data.source == "simulated" else None
+    batch = config.generator.batch_size
+    if isinstance(native, int) and n_test is not None:
+        needed = native**2 * 3 * (2 * n_test + FLOAT_COPIES * 4 * min(batch, n_test))
+        check_memory("generator.model.size", native, needed, f"rendering {n_test} test trials twice")
+    size = trainer.preview_size or native
+    if isinstance(size, int):
+        trials = min(trainer.preview_trials, n_test or trainer.preview_trials)
+        needed = trials * size**2 * IMAGE_BYTES_PER_PIXEL * FLOAT_COPIES
+        key, value = ("trainer.preview_size", size) if trainer.preview_size else ("generator.model.size", native)
+        check_memory(key, value, needed, f"preview grids of {trials} trials at {size}x{size} pixels")
+
+
+def check_database_driver(uri: str) -> None:
+    """A database store needs its Python driver, which MLflow would only miss when the run starts."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in DATABASE_SCHEMES:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(uri).get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        raise InputError(f"tracking.uri: {uri!r} is not a database URI SQLAlchemy can read ({error})") from None
+    except ImportError as error:
+        driver = (error.name or str(error)).split(".")[0]
+        package = DRIVER_PACKAGES.get(driver, driver)
+        raise InputError(
+            f"tracking.uri: a {scheme} store needs its Python driver '{driver}', which is not installed "
+            f"(pip install {package})"
+        ) from None
 
 
 def register_configs() -> None:
@@ -214,7 +368,14 @@ def build(node: DictConfig, **kwargs) -> Any:
     except InstantiationException as error:
         if isinstance(error.__cause__, InputError):
             raise error.__cause__ from None
+        if isinstance(error.__cause__, ValueError):  # a factory refusing one of its arguments
+            raise InputError(f"{node._get_full_key('') or 'config'}: {_first_line(error.__cause__)}") from None
         raise
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 register_configs()

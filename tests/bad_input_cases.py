@@ -65,7 +65,7 @@ CASES = [
     # Values: types the schema leaves open, ranges, choices, cross-field rules (exit 1).
     Case("learning rate not a number", ["decoder.optimizer.lr=abc"], "decoder.optimizer.lr: must be > 0, got abc"),
     Case("negative learning rate", ["decoder.optimizer.lr=-1"], "decoder.optimizer.lr: must be > 0, got -1"),
-    Case("NaN learning rate", ["decoder.optimizer.lr=nan"], "decoder.optimizer.lr: must be > 0, got nan"),
+    Case("NaN learning rate", ["decoder.optimizer.lr=nan"], "decoder.optimizer.lr: must be a finite number, got nan"),
     Case(
         "unresolvable interpolation", ["tracking.uri=${nosuch}"], "tracking.uri: Interpolation key 'nosuch' not found"
     ),
@@ -92,6 +92,101 @@ CASES = [
     Case("fewer trials than ridge folds", ["decoder=ridge", "data.simulation.n_train=3"], "decoder.n_folds: 5 folds"),
     Case("subject beyond the simulation", ["data=subject", "data.subjects=[3]"], "subject 3 is not in the simulated"),
     Case("repeated subjects", ["data=average", "data.subjects=[1,1]"], "data.subjects: must be distinct positive"),
+    # Values as what consumes them takes them: the optimizer's own limits, seeds, sizes and the
+    # memory they imply (absurd sizes, so that no machine has that much).
+    Case(
+        "negative weight decay",
+        ["decoder.optimizer.weight_decay=-1"],
+        "decoder.optimizer.weight_decay: Invalid weight_decay value: -1",
+    ),
+    Case(
+        "negative momentum",
+        ["decoder=sgd", "decoder.optimizer.momentum=-1"],
+        "decoder.optimizer.momentum: Invalid momentum value: -1",
+    ),
+    Case(
+        "a beta above 1",
+        ["decoder.optimizer.betas=[1.5,0.999]"],
+        "decoder.optimizer.betas: Invalid beta parameter at index 0: 1.5",
+    ),
+    Case("one beta instead of two", ["decoder.optimizer.betas=[0.9]"], "decoder.optimizer: a value is missing"),
+    Case("negative epsilon", ["decoder.optimizer.eps=-1"], "decoder.optimizer.eps: Invalid epsilon value: -1"),
+    Case(
+        "infinite learning rate", ["decoder.optimizer.lr=inf"], "decoder.optimizer.lr: must be a finite number, got inf"
+    ),
+    Case(
+        "AdamW, infinite learning rate",
+        ["decoder=adamw", "decoder.optimizer.lr=inf"],
+        "decoder.optimizer.lr: must be a finite number, got inf",
+    ),
+    Case(
+        "NaN initial weights scale", ["decoder.init_scale=nan"], "decoder.init_scale: must be a finite number, got nan"
+    ),
+    Case("NaN ridge penalty", ["decoder=ridge", "decoder.alphas=[nan]"], "decoder.alphas[0]: must be a finite number"),
+    Case("infinite simulation noise", ["data.simulation.noise=inf"], "data.simulation.noise: must be a finite number"),
+    Case("negative seed", ["trainer.seed=-1"], "trainer.seed: a seed is an integer from 0 to 2**64 - 1, got -1"),
+    Case("seed beyond 2**64", ["trainer.seed=18446744073709551616"], "trainer.seed: a seed is an integer from 0"),
+    Case("negative ridge seed", ["decoder=ridge", "decoder.seed=-1"], "decoder.seed: a seed is an integer from 0"),
+    Case("negative simulation seed", ["data.simulation.seed=-1"], "data.simulation.seed: a seed is an integer from 0"),
+    Case(
+        "generator image size 0", ["generator.model.size=0"], "generator.model.size: must be a whole number >= 1, got 0"
+    ),
+    Case(
+        "generator latent size 0",
+        ["generator.model.latent_dim=0"],
+        "generator.model.latent_dim: must be a whole number >= 1, got 0",
+    ),
+    Case(
+        "latents too small for facesketch",
+        ["generator.model.latent_dim=8", "data.simulation.latent_dim=8"],
+        "generator.model: facesketch needs latent_dim >= 20, got 8",
+    ),
+    Case(
+        "images of a million pixels a side",
+        ["generator.model.size=1000000"],
+        "generator.model.size=1000000: rendering 12 test trials twice would take about",
+    ),
+    Case(
+        "preview of a million pixels a side",
+        ["trainer.preview_size=1000000"],
+        "trainer.preview_size=1000000: preview grids of 8 trials at 1000000x1000000 pixels would take about",
+    ),
+    Case(
+        "a billion simulated voxels",
+        ["data.simulation.n_voxels=1000000000"],
+        "data.simulation: 2 subjects x 612 trials x 1000000000 voxels would take about",
+    ),
+    Case(
+        "a hundred million simulated subjects",
+        ["data.simulation.n_subjects=100000000"],
+        "data.simulation: 100000000 subjects x 612 trials x 1024 voxels would take about",
+    ),
+    Case(
+        "feature loss on a layer the generator lacks",
+        ["trainer.feature_loss.weight=1", "trainer.feature_loss.layer=99"],
+        "trainer.feature_loss.layer: facesketch layers are 0 (attributes) and 1 (image), got 99",
+    ),
+    # What a new user types: typos, wrong types, empty values.
+    Case("no subjects", ["data.subjects=[]"], "data.subjects: empty; name at least one subject"),
+    Case("subject 0", ["data=subject", "data.subjects=[0]"], "data.subjects: must be distinct positive numbers"),
+    Case("threads as a word", ["trainer.threads=many"], "trainer.threads: must be auto or a number >= 1, got 'many'"),
+    Case("epochs as a fraction", ["trainer.epochs=1.5"], "trainer.epochs: Value '1.5' of type 'float' could not", 2),
+    Case(
+        "boundaries as a string, not a list",
+        ["evaluate.attribute_boundaries=b.npy"],
+        "evaluate.attribute_boundaries: Invalid value assigned: str is not a ListConfig",
+        2,
+    ),
+    Case(
+        "validation split takes every trial", ["data.validation_trials=100000"], "data.validation_trials: must be 0.."
+    ),
+    Case("ridge without penalties", ["decoder=ridge", "decoder.alphas=[]"], "decoder.alphas: must be a non-empty list"),
+    Case("PLS with more components than trials", ["decoder=pls", "decoder.n_components=100000"], "needs more than"),
+    Case("negative outage wait", ["tracking.outage_wait_s=-1"], "tracking.outage_wait_s: must be >= 0, got -1.0"),
+    Case("resume: an empty id", ["trainer.resume=''"], "trainer.resume=: not an MLflow run id"),
+    Case("missing feature extractor", ["evaluate.feature_extractor=nosuch.pt"], "no such feature extractor file"),
+    Case("empty experiment name", ["tracking.experiment=''"], "tracking.experiment: empty"),
+    Case("empty tracking URI", ["tracking.uri=''"], "tracking.uri: empty (use sqlite:///path/mlflow.db or http"),
     # Data files.
     Case("missing data folder", ["data.source=files", "data.root={root}/nowhere"], "data folder does not exist"),
     Case("missing subject file", ["data=subject", "data.subjects=[3]"], "data_3.dat: no such data file", setup=files),
@@ -175,6 +270,62 @@ CASES = [
         setup=file_at("cfile"),
     ),
     Case(
+        "cache folder in /proc",
+        ["data.cache_dir=/proc/hyperexp/data"],
+        "data.cache_dir: cannot create a folder in /proc",
+    ),
+    Case(
+        "cache folder name too long",
+        [f"data.cache_dir={{root}}/{'a' * 300}/data"],
+        "data.cache_dir: {root}/aaaa",
+    ),
+    Case(
+        "output folder in /proc", ["hydra.run.dir=/proc/hyperexp/out"], "hydra.run.dir: cannot create a folder in /proc"
+    ),
+    Case(
+        "output folder is a file",
+        ["hydra.run.dir={root}/afile"],
+        "hydra.run.dir: {root}/afile is a file, not a folder",
+        setup=file_at("afile"),
+    ),
+    Case(
+        "artifact root in /proc",
+        ["tracking.artifact_root=/proc/hyperexp/artifacts"],
+        "tracking.artifact_root: cannot create a folder in /proc",
+    ),
+    Case(
+        "store in /sys",
+        ["tracking.uri=sqlite:////sys/hyperexp/mlflow.db"],
+        "tracking.uri: cannot create a folder in /sys",
+    ),
+    Case(
+        "store's lock file is a folder",
+        [],
+        "{root}/runs/mlflow.db.lock: cannot make the tracking store's lock file (Is a directory) (tracking.uri)",
+        setup=file_at("runs/mlflow.db.lock", None),
+    ),
+    Case(
+        "PostgreSQL store without its driver",
+        ["tracking.uri=postgresql://user@localhost/mlflow"],
+        "tracking.uri: a postgresql store needs its Python driver",
+    ),
+    Case(
+        "MySQL store without its driver",
+        ["tracking.uri=mysql://user@localhost/mlflow"],
+        "tracking.uri: a mysql store needs its Python driver 'MySQLdb', which is not installed (pip install mysqlclient)",
+    ),
+    Case(
+        "SQL Server store without its driver",
+        ["tracking.uri=mssql://user@localhost/mlflow"],
+        "tracking.uri: a mssql store needs its Python driver",
+    ),
+    Case(
+        "data folder is a file",
+        ["data.source=files", "data.root={root}/afile"],
+        "afile: data folder does not exist",
+        setup=file_at("afile"),
+    ),
+    Case(
         "output folder in use by another run",
         [],
         "hydra.run.dir: {root}/out is in use by another run",
@@ -192,6 +343,31 @@ CASES = [
         "sweep with an impossible job",
         ["-m", "trainer.batch_size=30,0"],
         "trainer.batch_size: must be >= 1, got 0 (sweep job 1: ",
+    ),
+    Case(
+        "sweep: a batch larger than the training set",
+        ["-m", "trainer.batch_size=30,100000"],
+        "trainer.batch_size: 100000 is larger than the training set (600 trials) (sweep job 1: ",
+    ),
+    Case(
+        "sweep: a device that does not exist",
+        ["-m", "trainer.device=cpu,tpu"],
+        "trainer.device: unknown device 'tpu' (use auto, cpu, cuda or cuda:N) (sweep job 1: ",
+    ),
+    Case(
+        "sweep: a subject beyond the simulation",
+        ["-m", "data=subject", "data.subjects=[1],[3]"],
+        "data.subjects: subject 3 is not in the simulated experiment of 2 subjects",
+    ),
+    Case(
+        "sweep: a negative learning rate",
+        ["-m", "decoder.optimizer.lr=1e-5,-1"],
+        "decoder.optimizer.lr: must be > 0, got -1 (sweep job 1: ",
+    ),
+    Case(
+        "sweep: a negative weight decay",
+        ["-m", "decoder.optimizer.weight_decay=0.01,-1"],
+        "decoder.optimizer.weight_decay: Invalid weight_decay value: -1 (sweep job 1: ",
     ),
     # The run to continue.
     Case(

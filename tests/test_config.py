@@ -85,3 +85,59 @@ def test_the_schema_refuses_unknown_keys_options_and_wrong_types(override):
 def test_ranges_and_choices_are_one_line_naming_the_key(override, message):
     with pytest.raises(InputError, match=message):
         validated(compose_with(override).trainer)
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_passes_the_checks_of_what_consumes_its_settings(group, option):
+    config = validated(compose_with(f"{group}={option}"))  # the optimizer built, seeds, sizes, memory
+    assert config.trainer.epochs >= 1
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["decoder.optimizer.weight_decay=-1"], "decoder.optimizer.weight_decay: Invalid weight_decay value: -1"),
+        (["decoder=sgd", "decoder.optimizer.momentum=-0.5"], "decoder.optimizer.momentum: Invalid momentum value"),
+        (["decoder=adamw", "+decoder.optimizer.eps=-1"], "decoder.optimizer.eps: Invalid epsilon value: -1"),
+        (["decoder.optimizer.lr=inf"], "decoder.optimizer.lr: must be a finite number, got inf"),
+        (["decoder.optimizer.lr=-1"], r"decoder.optimizer.lr: must be > 0, got -1"),
+        (["generator.model.seed=-2"], r"generator.model.seed: a seed is an integer from 0 to 2\*\*64 - 1, got -2"),
+        (["trainer.seed=18446744073709551616"], "trainer.seed: a seed is an integer"),
+        (["tracking.uri=mysql://u@localhost/db"], "tracking.uri: a mysql store needs its Python driver 'MySQLdb'"),
+    ],
+)
+def test_a_setting_its_consumer_refuses_is_one_line_naming_the_key(overrides, message):
+    with pytest.raises(InputError, match=message):
+        validated(compose_with(*overrides))
+
+
+def test_the_seed_rule_is_what_torch_and_numpy_both_take():
+    import numpy as np
+    import torch
+
+    from hyperexp.config import check_seed
+
+    for seed in (-1, 0, 2**63, 2**64 - 1, 2**64):
+        try:
+            torch.Generator().manual_seed(seed)
+            np.random.default_rng(seed)
+            taken = True
+        except (ValueError, RuntimeError):
+            taken = False
+        try:
+            check_seed("trainer.seed", seed)
+            accepted = True
+        except InputError:
+            accepted = False
+        assert accepted == taken, seed
+
+
+def test_image_memory_is_bounded_by_the_memory_available(monkeypatch):
+    import hyperexp.config
+
+    monkeypatch.setattr(hyperexp.config, "available_memory", lambda: 2**30)
+    validated(compose_with("trainer.preview_size=1024"))  # 8 trials x 1024^2 x 3 x 4 bytes x 4 copies = 384 MiB
+    with pytest.raises(InputError, match=r"^trainer.preview_size=4096: .* about 6.0 GiB, more than the 1.0 GiB of"):
+        validated(compose_with("trainer.preview_size=4096"))
+    with pytest.raises(InputError, match=r"^generator.model.size=2048: rendering 36 test trials twice"):
+        validated(compose_with("generator.model.size=2048", "trainer.preview_size=128"))

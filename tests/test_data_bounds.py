@@ -155,10 +155,10 @@ print(json.dumps(results))
 """
 
 
-def measure(paths) -> list[dict]:
+def measure(paths, script: str = MEASURE) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
-        [sys.executable, "-c", MEASURE, *map(str, paths)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script, *map(str, paths)], env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
@@ -248,3 +248,66 @@ def test_human_sizes():
         "3.0 TiB",
         "over 1024 EiB",
     ]
+
+
+def listed(item: bytes, size: int, per: int = 1000) -> bytes:
+    """Protocol 4: one list, appended in batches of ``per`` copies of ``item``, about ``size`` bytes."""
+    batch = b"(" + item * per + b"e"
+    return b"\x80\x04]" + batch * (size // len(batch)) + b"."
+
+
+def object_bombs(size: int) -> dict[str, bytes]:
+    """Files of small objects, each allowed instruction repeated: what CPython builds from them is
+    40x to 80x the file (an empty list per byte; a tuple around the last object per byte)."""
+    module, name = RECONSTRUCT.__module__.encode(), RECONSTRUCT.__name__.encode()
+    empty_array = b"c" + module + b"\n" + name + b"\n\x94cnumpy\nndarray\n\x94K\x00\x85C\x01b\x87\x94e"
+    return {
+        "empty_lists": listed(b"]", size),  # the incident: 7.5 GB and 73 s before a bound by file size
+        "nested_tuples": b"\x80\x04N" + b"\x85" * size + b".",
+        "memo_references": b"\x80\x04]\x94" + listed(b"h\x00", size)[3:],
+        "nones_on_the_stack": b"\x80\x04" + b"N" * size + b".",
+        "marks": b"\x80\x04" + b"(" * size + b"N.",
+        "floats": listed(b"G" + struct.pack(">d", 1.5), size),
+        "dtype_copies": b"\x80\x04]\x94(cnumpy\ndtype\n\x94\x8c\x02f4\x85\x94e" + listed(b"h\x01h\x02R", size)[3:],
+        "empty_arrays": b"\x80\x04]\x94(" + empty_array + listed(b"h\x01h\x03R", size)[3:],
+        "payload_then_lists": b"\x80\x04]\x8e"
+        + struct.pack("<Q", size // 2)
+        + bytes(size // 2)
+        + b"a"
+        + listed(b"]", size // 2)[3:],
+    }
+
+
+# Each file's load alone: the peak RSS (Linux's VmHWM) is reset before it, after the imports; the
+# time is CPU time, which other processes on a busy machine do not stretch.
+MEASURE_PEAK = """
+import json, sys, time
+from hyperexp.data.files import DataFileError, load_subject
+def status(key):
+    return int(next(line for line in open("/proc/self/status") if line.startswith(key + ":")).split()[1]) * 1024
+results = []
+for path in sys.argv[1:]:
+    open("/proc/self/clear_refs", "w").write("5")
+    baseline, start = status("VmRSS"), time.process_time()
+    try:
+        load_subject(path)
+        message = None
+    except DataFileError as error:
+        message = str(error)
+    results.append(dict(seconds=time.process_time() - start, rss_growth=status("VmHWM") - baseline, message=message))
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="the peak RSS is reset through Linux's /proc")
+def test_a_file_of_small_objects_is_refused_from_its_first_megabytes(tmp_path):
+    size = 24 * MB  # the incident's file was 40 MB; what counts is that it is well over OBJECT_ALLOWANCE
+    paths = {}
+    for name, payload in object_bombs(size).items():
+        paths[name] = tmp_path / f"{name}.dat"
+        paths[name].write_bytes(payload)
+    results = dict(zip(paths, measure(paths.values(), MEASURE_PEAK)))
+    for name, result in results.items():
+        assert result["message"] is not None and "of Python objects, over the limit of" in result["message"], result
+        assert result["rss_growth"] < size + 50 * MB, (name, result)  # the file's bytes, and little more
+        assert result["seconds"] < 1.0, (name, result)

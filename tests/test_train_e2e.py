@@ -207,21 +207,21 @@ def test_tiny_multirun_is_one_parent_run_with_a_child_per_job_and_a_report(tmp_p
 
 
 def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path):
-    # Settings are checked for every job before the sweep starts; a batch larger than the training
-    # set is known only once a job has its data.
-    result = run_cli("-m", *TINY, "trainer.batch_size=8,100000,16", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    # Settings are checked for every job before the sweep starts (a batch larger than the training
+    # set included); a learning rate that makes training diverge shows only once the job trains.
+    result = run_cli("-m", *TINY, "decoder.optimizer.lr=1e-3,1e30,1e-2", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode == 1
     assert "1 sweep job(s) failed" in result.stderr
     runs = runs_of(store(tmp_path))
     (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FAILED"
-    assert sorted(r.data.params["trainer.batch_size"] for r in children) == ["16", "8"]  # the job after it ran
-    assert sorted(r.info.run_name.split("·")[0] for r in children) == ["batch_size=16", "batch_size=8"]  # first
-    assert all(r.info.status == "FINISHED" for r in children)
+    finished = sorted(r.data.params["decoder.optimizer.lr"] for r in children if r.info.status == "FINISHED")
+    assert finished == ["0.001", "0.01"]  # the job after it ran
+    assert [r.info.status for r in children if r.data.params["decoder.optimizer.lr"] == "1e+30"] == ["FAILED"]
     report = (tmp_path / "sweep" / "report.md").read_text()
-    assert "## Jobs that failed" in report and "trainer.batch_size=100000" in report
-    assert "larger than the training set" in report
+    assert "## Jobs that failed" in report and "decoder.optimizer.lr=1e+30" in report
+    assert "inputs contain NaN or infinite values" in report
 
 
 @pytest.mark.slow

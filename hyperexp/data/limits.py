@@ -17,6 +17,9 @@ from hyperexp.errors import InputError
 # by well under 2x) and for latents that a pickle references again for a repeated stimulus.
 FILE_SIZE_FACTOR = 4
 DEFAULT_MAX_BYTES = 4 * 2**30
+# Python objects a pickle builds besides its arrays' data: FILE_SIZE_FACTOR times the bytes read so
+# far, plus this. An honest file's objects (about 1 KB per array) ride on the array's payload.
+OBJECT_ALLOWANCE = 16 * 2**20
 
 
 class DataFileError(InputError):
@@ -65,6 +68,16 @@ class ReadLimit:
         if declared > limit:
             raise DataFileError(
                 f"{self.path}: declares {human_size(declared)} of arrays, over the limit of {human_size(limit)} ({reason})"
+            )
+
+    def check_objects(self, estimate: int, bytes_read: int) -> None:
+        """Refuse a pickle whose first ``bytes_read`` bytes build more Python objects than arrays need."""
+        limit = FILE_SIZE_FACTOR * bytes_read + OBJECT_ALLOWANCE
+        if estimate > limit:
+            raise DataFileError(
+                f"{self.path}: its first {human_size(bytes_read)} build about {human_size(estimate)} of Python "
+                f"objects, over the limit of {human_size(limit)} ({FILE_SIZE_FACTOR}x the bytes read "
+                f"+ {human_size(OBJECT_ALLOWANCE)}); a data file holds arrays, not millions of small objects"
             )
 
     def check_unpickling(self, estimate: int) -> None:

@@ -5,11 +5,15 @@ A pickle is a program, and several of its instructions make a few bytes cost a l
 
 - a memo slot number: the unpickler sizes its memo table by it (9 bytes can ask for 3 GB);
 - NumPy's ``_reconstruct(ndarray, shape, dtype)`` allocates whatever shape it is given, data or not;
-- one-byte instructions that each build an object (an empty set per byte is 250x the file);
+- one-byte instructions that each build an object (an empty list per two bytes is 40x the file,
+  a tuple around the last object per byte 64x);
 - references to one memoised array are almost free, but stacking trials copies each of them.
 
 So a scan of the instructions (:mod:`pickletools`) first refuses any that pickles of arrays never
-use and any memo slot out of order, and estimates what the objects will take; the unpickler then
+use and any memo slot out of order, and estimates what the objects will take. That estimate is
+bounded by the bytes scanned so far (:meth:`ReadLimit.check_objects`): arrays of numbers are mostly
+payload, so a file of millions of small objects is refused after its first few megabytes, in a
+fraction of a second, whatever its size. The unpickler then
 knows only the globals that arrays need, and checks each array's shape, dtype and data before
 NumPy allocates it. The last trick is the caller's to check, with :meth:`ReadLimit.check_arrays`
 on the trials as they will be stacked.
@@ -25,7 +29,7 @@ import reprlib
 
 import numpy as np
 
-from hyperexp.data.limits import DataFileError, ReadLimit, human_size
+from hyperexp.data.limits import FILE_SIZE_FACTOR, OBJECT_ALLOWANCE, DataFileError, ReadLimit, human_size
 
 # What Python writes for tuples and lists of NumPy arrays under protocols 2 to 5 (and floats,
 # which are no valid trial, but validation says so more clearly than "BINFLOAT is refused").
@@ -35,7 +39,10 @@ _OPCODES = frozenset(
     "BINUNICODE SHORT_BINUNICODE BINUNICODE8 BINBYTES SHORT_BINBYTES BINBYTES8 BYTEARRAY8 "
     "GLOBAL STACK_GLOBAL REDUCE BUILD MEMOIZE BINPUT LONG_BINPUT BINGET LONG_BINGET".split()
 )
-_OBJECT_BYTES = 64  # at most what CPython spends on an object or reference one instruction makes
+_OBJECT_BYTES = 64  # at most what CPython spends on a reference or a small object one instruction makes
+# Instructions that make a container or call a function: what CPython spends on the largest of them
+# (an empty list 72 B with its stack slot, a 3-tuple 80 B, an ndarray with its dtype well under 256 B).
+_BUILDING_BYTES = {"EMPTY_LIST": 128, "TUPLE": 128, "TUPLE1": 128, "TUPLE2": 128, "TUPLE3": 128, "REDUCE": 256}
 _PAYLOAD_COPIES = 3  # protocol 2 holds an array's data as a str, the bytes made from it, the array
 
 
@@ -44,7 +51,7 @@ class _Refused(Exception):
 
 
 def _scan(data: bytes, limit: ReadLimit) -> None:
-    memo_entries = estimate = 0
+    memo_entries = objects = payload = 0
     for opcode, arg, position in pickletools.genops(data):
         if opcode.name not in _OPCODES:
             raise _Refused(
@@ -55,8 +62,12 @@ def _scan(data: bytes, limit: ReadLimit) -> None:
                 raise _Refused(f"memo slot {arg} (byte {position}) skips past the {memo_entries} written so far")
             memo_entries += 1
         memo_entries += opcode.name == "MEMOIZE"
-        estimate += _OBJECT_BYTES + (_PAYLOAD_COPIES * len(arg) if isinstance(arg, (str, bytes, bytearray)) else 0)
-    limit.check_unpickling(estimate)
+        objects += _BUILDING_BYTES.get(opcode.name, _OBJECT_BYTES)
+        if objects > FILE_SIZE_FACTOR * position + OBJECT_ALLOWANCE:  # as it goes: a bomb stops the scan early
+            limit.check_objects(objects, position)
+        if isinstance(arg, (str, bytes, bytearray)):
+            payload += _PAYLOAD_COPIES * len(arg)
+    limit.check_unpickling(objects + payload)
 
 
 def _number_dtype(dtype) -> np.dtype:

@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 from filelock import FileLock
 
 from hyperexp.atomic import atomic_write
 from hyperexp.data.files import SubjectData, save_subject_dat
+from hyperexp.data.limits import human_size
 from hyperexp.errors import InputError
 from hyperexp.generate.facesketch import FaceSketch
 from hyperexp.timed import timed
@@ -45,6 +47,24 @@ class Simulation:
         for name in ("noise", "visual_gain"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"data.simulation.{name}: must be >= 0, got {getattr(self, name)}")
+        available = psutil.virtual_memory().available
+        if self.planned_bytes() > available:
+            raise InputError(
+                f"data.simulation: {self.n_subjects} subjects x {self.n_train + self.n_test} trials x "
+                f"{self.n_voxels} voxels would take about {human_size(self.planned_bytes())} of memory to "
+                f"simulate, more than the {human_size(available)} available"
+            )
+
+    def planned_bytes(self) -> int:
+        """About what :func:`simulate_experiment` holds at once: its float64 work arrays (tuning,
+        signals, a subject's noise) and every subject's float32 trials; also about the files' size."""
+        trials = self.n_train + self.n_test
+        work = 8 * self.n_voxels * (self.latent_dim + 4 * trials + self.repeats * self.n_test)
+        return work + self.file_bytes()
+
+    def file_bytes(self) -> int:
+        """The simulated files' size: every subject's float32 trials."""
+        return 4 * self.n_subjects * (self.n_train + self.n_test) * (self.n_voxels + self.latent_dim)
 
     def key(self) -> str:
         """A short content key: the same parameters give the same files."""

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ SQLITE_PREFIX = "sqlite:///"
 SERVER_PREFIXES = ("http://", "https://", "databricks")  # stores that choose their own artifact location
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "file")
 CHECK_TIMEOUT_S = 5.0  # the one request that tells whether a tracking server answers
-LOCK_TIMEOUT_S = 120.0  # how long opening a SQLite store waits for another process's schema creation
+LOCK_TIMEOUT_S = 60.0  # another process opens the store for seconds; a lock held longer is stuck
 # MLflow retries a request to a server that does not answer for about 4 minutes by default; a
 # run's outbox retries instead (hyperexp.track.outbox), so each request gives up sooner.
 HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -128,16 +129,25 @@ def check_server(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
 
 
 def check_writable_folder(path: str | Path, key: str) -> None:
-    """``path`` is a writable folder, or one that can be created (its nearest existing ancestor
-    is a writable folder); nothing is created."""
-    path = Path(path).resolve()
+    """``path`` is a writable folder, or one that can be created: its nearest existing ancestor is
+    a folder that takes a new entry (tried: root may write anywhere by ``os.access``, but not in
+    /proc), and the missing names fit the file system. Nothing is left behind."""
+    path = Path(os.path.abspath(path))
     existing = path
-    while not existing.exists() and existing != existing.parent:
+    while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
+    missing, existing = path.parts[len(existing.parts) :], existing.resolve()
     if not existing.is_dir():
         raise InputError(f"{key}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"{key}: {existing} is not writable")
+    longest = max((len(os.fsencode(part)) for part in missing), default=0)
+    if longest > os.pathconf(existing, "PC_NAME_MAX"):
+        raise InputError(f"{key}: {path} has a name longer than the file system takes")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hyperexp-probe-", dir=existing))
+    except OSError as error:
+        raise InputError(f"{key}: cannot create a folder in {existing} ({error.strerror})") from None
 
 
 def existing_store(uri: str) -> MlflowClient | None:
