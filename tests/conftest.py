@@ -106,6 +106,14 @@ def runs_of(client: MlflowClient, experiment: str = "smoke"):
     return client.search_runs([found.experiment_id]) if found else []
 
 
+def sweep_children(folder: Path, *overrides: str, timeout: float = 600) -> tuple[MlflowClient, list]:
+    """A tiny multirun in ``folder`` (``sweep/``) that must succeed; its store and its jobs' runs."""
+    result = run_cli("-m", *TINY, *overrides, "hydra.sweep.dir=sweep", cwd=folder, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store(folder)
+    return client, [run for run in runs_of(client) if "mlflow.parentRunId" in run.data.tags]
+
+
 def run_cli(
     *args: str, cwd: Path, timeout: float = 600, module: str | None = "hyperexp.train"
 ) -> subprocess.CompletedProcess:

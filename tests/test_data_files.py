@@ -8,6 +8,7 @@ from hyperexp.data import load_subjects
 from hyperexp.data.convert import main as convert_main
 from hyperexp.data.files import DataFileError, SubjectData, load_subject, save_subject_dat
 from tests.conftest import run_cli
+from tests.test_data_bounds import Reduce
 
 
 def arrays(dtype=np.float32, n_train=6, n_test=3, voxels=5, dim=4, seed=0):
@@ -142,14 +143,6 @@ def test_reads_protocol_5_the_default_of_python_3_14(tmp_path):
     subject = load_subject(path)
     np.testing.assert_array_equal(subject.t_test, parts[3])
     assert subject.t_test.dtype == np.float64
-
-
-class Reduce:
-    def __init__(self, *reduce_value):
-        self.reduce_value = reduce_value
-
-    def __reduce__(self):
-        return self.reduce_value
 
 
 def test_a_dtype_whose_pickled_state_claims_objects_is_rebuilt_as_plain_numbers(tmp_path):

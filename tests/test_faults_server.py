@@ -9,7 +9,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import TINY, run_cli, runs_of, store
+from tests.conftest import TINY, run_cli, sweep_children
 from tests.faults import SLOW_S, finished_run, only_run, start, steps, wait_for
 from tests.servers import MlflowServer
 
@@ -68,22 +68,16 @@ def test_a_tracking_server_gone_until_the_end_is_synced_afterwards(tmp_path):
 
 @pytest.mark.slow
 def test_parallel_writers_on_one_sqlite_store_lose_no_step(tmp_path):
-    result = run_cli(
-        "-m",
-        *TINY,
+    client, children = sweep_children(
+        tmp_path,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=4",
         "trainer.log_every=1",
         "trainer.checkpoint_every=2",
         "trainer.seed=0,1,2,3",
         "data=subject1,subject2",
-        "hydra.sweep.dir=sweep",
-        cwd=tmp_path,
         timeout=SLOW_S,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = store(tmp_path)
-    children = [r for r in runs_of(client) if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 8
     for child in children:
         finished_run(client, child.info.run_id, 12)

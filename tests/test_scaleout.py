@@ -16,44 +16,33 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, sweep_children
 from tests.test_train_e2e import TINY, runs_of, store
 
 
 @pytest.mark.slow  # one to two minutes on 2 cores: make test-slow
 def test_joblib_sweep_of_8_jobs_with_4_workers_on_a_fresh_store_loses_no_run(tmp_path):
-    result = run_cli(
-        "-m",
-        *TINY,
+    client, children = sweep_children(
+        tmp_path,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=4",
         "trainer.epochs=4",
         "trainer.seed=0,1,2,3",
         "data=subject1,subject2",
-        "hydra.sweep.dir=sweep",
-        cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = runs_of(store(tmp_path))
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 8 and all(r.info.status == "FINISHED" for r in children)
     assert len({(r.data.tags["group"], r.data.tags["seed"]) for r in children}) == 8
 
 
 @pytest.mark.slow  # one to two minutes on 2 cores: make test-slow
 def test_submitit_local_sweep_runs(tmp_path):
-    result = run_cli(
-        "-m",
-        *TINY,
+    client, children = sweep_children(
+        tmp_path,
         "hydra/launcher=submitit_local",
         "hydra.launcher.timeout_min=10",
         "trainer.epochs=4",
         "data=subject1,subject2",
-        "hydra.sweep.dir=sweep",
-        cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    children = [r for r in runs_of(store(tmp_path)) if "mlflow.parentRunId" in r.data.tags]
     assert sorted(r.data.tags["group"] for r in children) == ["data=subject1", "data=subject2"]
     assert all(r.info.status == "FINISHED" for r in children)
 

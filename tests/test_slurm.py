@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from hyperexp.track.liveness import PID
-from tests.conftest import REPO, TINY, run_cli, runs_of, store
+from tests.conftest import REPO, runs_of, store, sweep_children
 from tests.faults import LONG, SLOW_S, finished_run, reference, wait_for
 
 pytestmark = pytest.mark.slow
@@ -57,9 +57,8 @@ def queued(job: str) -> bool:
 
 
 def test_a_sweep_through_the_slurm_preset_runs_as_slurm_jobs(tmp_path, slurm):
-    result = run_cli(
-        "-m",
-        *TINY,
+    client, children = sweep_children(
+        tmp_path,
         "hydra/launcher=slurm",
         f"hydra.launcher.partition={slurm}",
         "hydra.launcher.gpus_per_node=0",
@@ -67,13 +66,8 @@ def test_a_sweep_through_the_slurm_preset_runs_as_slurm_jobs(tmp_path, slurm):
         "hydra.launcher.mem_gb=2",
         "hydra.launcher.timeout_min=60",
         "data=subject1,subject2",
-        "hydra.sweep.dir=sweep",
-        cwd=tmp_path,
         timeout=SLOW_S,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = store(tmp_path)
-    children = [run for run in runs_of(client) if "mlflow.parentRunId" in run.data.tags]
     assert sorted(run.data.tags["group"] for run in children) == ["data=subject1", "data=subject2"]
     assert len({run.data.tags["slurm_job_id"] for run in children}) == 2  # two SLURM jobs
     for child in children:

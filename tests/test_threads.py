@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_info
 from hyperexp import threads
 from hyperexp.config import TrainerConfig
 from hyperexp.errors import InputError
-from tests.conftest import TINY, run_cli, run_in_process, runs_of, store
+from tests.conftest import TINY, run_in_process, runs_of, store, sweep_children
 
 
 def test_openmp_threads_sleep_instead_of_spinning():
@@ -61,17 +61,12 @@ def test_a_single_run_records_its_budget(tmp_path):
 
 
 def test_local_parallel_jobs_each_get_their_share(tmp_path):
-    result = run_cli(
-        "-m",
-        *TINY,
+    client, children = sweep_children(
+        tmp_path,
         "trainer.epochs=2",
         "hydra/launcher=local_parallel",
         "hydra.launcher.n_jobs=2",
         "data=subject1,subject2",
-        "hydra.sweep.dir=sweep",
-        cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    children = [r for r in runs_of(store(tmp_path)) if r.data.tags.get("sweep_role") != "parent"]
     expected = str(max(1, threads.usable_cores() // 2))
     assert len(children) == 2 and {r.data.tags["threads"] for r in children} == {expected}
